@@ -1,0 +1,20 @@
+"""Provider adapters: one module per provider or source, on one base, found by name.
+
+``providers.registry`` maps the ``kind`` of a ``providers.yaml`` entry to its adapter
+class; importing this package registers every built-in adapter.
+"""
+
+from providers.base import CollectionContext, Feature, Provider
+from providers.registry import get_provider_class, provider_kinds, register
+
+# Built-in adapters register themselves on import.
+from providers import local  # noqa: E402,F401  (import for its registration)
+
+__all__ = [
+    "CollectionContext",
+    "Feature",
+    "Provider",
+    "get_provider_class",
+    "provider_kinds",
+    "register",
+]
