@@ -58,6 +58,9 @@ class Provider(ABC):
 
     def __init__(self, config: ProviderConfig) -> None:
         self.config = config
+        #: Remarks from the last collection a user should see (``"no NVIDIA GPU found
+        #: (driver not loaded)"``): not errors, since the rest of the data is fine.
+        self.notes: list[str] = []
 
     @property
     def name(self) -> str:
@@ -88,5 +91,5 @@ class Provider(ABC):
         self.require(Feature.COST)
         raise AssertionError("unreachable: a COST provider must override this")
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (a hook; most adapters hold nothing)
         """Release clients the adapter opened itself (not injected ones)."""
