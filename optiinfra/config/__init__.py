@@ -1,6 +1,14 @@
-"""Configuration: the ``providers.yaml`` schema and its loader."""
+"""Configuration: the ``providers.yaml`` schema, its loader and the commented example."""
 
+from optiinfra.config.example import EXAMPLE_CONFIG
+from optiinfra.config.loader import (
+    default_config,
+    load_config,
+    validate_config_file,
+    write_example_config,
+)
 from optiinfra.config.schema import (
+    DEFAULT_TENANT,
     SLO,
     LLMConfig,
     OptiInfraConfig,
@@ -12,6 +20,8 @@ from optiinfra.config.schema import (
 )
 
 __all__ = [
+    "DEFAULT_TENANT",
+    "EXAMPLE_CONFIG",
     "SLO",
     "LLMConfig",
     "OptiInfraConfig",
@@ -19,5 +29,9 @@ __all__ = [
     "ProviderConfig",
     "StoreURLs",
     "Tenant",
+    "default_config",
+    "load_config",
     "parse_duration",
+    "validate_config_file",
+    "write_example_config",
 ]

@@ -3,69 +3,156 @@
 Credentials are never written in the file: a provider names the *environment
 variables* that hold them (``credentials: {api_key: RUNPOD_API_KEY}``) and
 :mod:`optiinfra.secrets` reads them when an adapter needs them.
+
+Checks that span sections (duplicate names, a provider naming an undeclared tenant)
+live in :func:`consistency_problems`, which works on plain data so that the loader
+can run it even when other fields are invalid and report every problem at once.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    StringConstraints,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
+
+#: The tenant every provider, SLO and policy belongs to unless it names another; it is
+#: always declared, whether or not ``tenants:`` lists it.
+DEFAULT_TENANT = "default"
+
+#: pydantic error type of :meth:`OptiInfraConfig._consistent`; the loader reports these
+#: problems itself, one per place, so it drops errors of this type.
+CONSISTENCY_ERROR = "config_consistency"
+
+#: URL schemes each store accepts (see DESIGN.md, "The stores").
+STORE_SCHEMES: dict[str, frozenset[str]] = {
+    "metrics_url": frozenset({"chdb", "clickhouse", "clickhouses"}),
+    "state_url": frozenset({"sqlite", "postgresql", "postgresql+psycopg", "postgres"}),
+    "memory_url": frozenset({"qdrant", "http", "https"}),
+}
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9_.-]{0,62}[a-z0-9])?$")
+_ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def parse_duration(value: Any) -> float:
-    """``900``, ``"900s"``, ``"15m"``, ``"1.5h"``, ``"1d"`` → seconds."""
+    """``900``, ``"900s"``, ``"15m"``, ``"1.5h"``, ``"1d"`` → seconds.
+
+    Raises ``ValueError`` (which pydantic reports against the field) for anything else,
+    including booleans and infinite or absurdly large values.
+    """
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 15m or 1h")
+        raise ValueError("expected a duration such as 30s, 15m or 1h, not a boolean")
+    seconds: float | None = None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        seconds = float(value) if abs(value) < 1e15 else math.inf
+    elif isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError(f"invalid duration {value!r}; expected e.g. 30s, 15m, 1h or a number of seconds")
+            seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds is None:
+        shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "…"
+        raise ValueError(
+            f"invalid duration {shown!r}; expected e.g. 30s, 15m, 1h or a number of seconds"
+        )
+    if not math.isfinite(seconds) or seconds > 366 * 86400:
+        raise ValueError("duration must be finite and at most a year")
+    return seconds
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            "a name uses lowercase letters, digits, '-', '_' or '.', starts and ends with "
+            "a letter or digit, and has at most 64 characters"
+        )
+    return value
+
+
+def _check_env_var_name(value: str) -> str:
+    # Never echo the value: someone may have pasted the secret itself here.
+    if not _ENV_VAR.match(value):
+        raise ValueError(
+            "expected the NAME of an environment variable (letters, digits and '_', "
+            "not starting with a digit), never the secret itself"
+        )
+    return value
+
+
+def _scalar_to_str(value: Any) -> Any:
+    """Labels are strings, but ``zone: 1`` in YAML is a number; accept it as ``"1"``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-Name = Annotated[
-    str,
-    StringConstraints(pattern=r"^[a-z0-9]([a-z0-9_.-]{0,62}[a-z0-9])?$"),
-]
-EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Name = Annotated[str, AfterValidator(_check_name)]
+EnvVarName = Annotated[str, AfterValidator(_check_env_var_name)]
+LabelValue = Annotated[str, BeforeValidator(_scalar_to_str)]
+Labels = dict[str, LabelValue]
+
+
+def _check_store_url(field: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    match = _URL_SCHEME.match(value)
+    allowed = STORE_SCHEMES[field]
+    if not match or match.group(1).lower() not in allowed:
+        schemes = ", ".join(f"{s}://" for s in sorted(allowed))
+        raise ValueError(f"expected a URL starting with one of {schemes}")
+    return value
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Tenant(_Section):
     """A customer whose fleet OptiInfra looks after (the seeds say "customer")."""
 
-    name: Name
-    display_name: str = ""
-    budget_usd_per_month: float | None = Field(default=None, ge=0)
-    labels: dict[str, str] = Field(default_factory=dict)
+    name: Name = Field(description="Unique tenant name; providers, SLOs and policies refer to it.")
+    display_name: str = Field(default="", description="Name shown to people (reports, UI).")
+    budget_usd_per_month: float | None = Field(
+        default=None, ge=0, description="Monthly spend the tenant expects, in US dollars."
+    )
+    labels: Labels = Field(
+        default_factory=dict, description="Free-form labels copied into reports."
+    )
 
 
 class ProviderConfig(_Section):
     """One source of data (and, later, one place changes are applied)."""
 
     name: Name = Field(description="Unique name; appears on every sample as `provider`.")
-    kind: str = Field(description="Adapter kind, e.g. local, prometheus, aws, runpod.")
-    enabled: bool = True
-    tenant: Name = "default"
-    region: str = ""
+    kind: str = Field(
+        min_length=1, description="Adapter kind, e.g. local, prometheus, aws, runpod."
+    )
+    enabled: bool = Field(
+        default=True,
+        description="Collect from this provider. Disabled providers are validated but "
+        "their credential environment variables are not required.",
+    )
+    tenant: Name = Field(
+        default=DEFAULT_TENANT, description="Tenant that owns this provider's resources."
+    )
+    region: str = Field(default="", description="Region or site, recorded on every sample.")
     prometheus_url: AnyHttpUrl | None = Field(
         default=None, description="PromQL API base URL (Prometheus, Thanos, Mimir, ...)."
     )
@@ -79,7 +166,7 @@ class ProviderConfig(_Section):
     )
     interval: Duration = Field(default=900.0, description="Collection interval (default 15m).")
     timeout: Duration = Field(default=60.0, description="Per-collection timeout.")
-    labels: dict[str, str] = Field(default_factory=dict)
+    labels: Labels = Field(default_factory=dict, description="Extra labels added to every sample.")
     options: dict[str, Any] = Field(
         default_factory=dict, description="Adapter-specific settings, checked by the adapter."
     )
@@ -88,12 +175,22 @@ class ProviderConfig(_Section):
 class SLO(_Section):
     """Latency and error targets for a tenant's deployments (``*`` = all)."""
 
-    tenant: Name = "default"
-    deployment: str = "*"
-    ttft_p95_seconds: float | None = Field(default=None, gt=0)
-    itl_p95_seconds: float | None = Field(default=None, gt=0)
-    e2e_p95_seconds: float | None = Field(default=None, gt=0)
-    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    tenant: Name = Field(default=DEFAULT_TENANT, description="Tenant the targets apply to.")
+    deployment: str = Field(
+        default="*", min_length=1, description="Deployment name, or * for all of the tenant's."
+    )
+    ttft_p95_seconds: float | None = Field(
+        default=None, gt=0, description="95th-percentile time to first token, in seconds."
+    )
+    itl_p95_seconds: float | None = Field(
+        default=None, gt=0, description="95th-percentile inter-token latency, in seconds."
+    )
+    e2e_p95_seconds: float | None = Field(
+        default=None, gt=0, description="95th-percentile end-to-end request latency, in seconds."
+    )
+    max_error_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Largest accepted share of failed requests (0-1)."
+    )
 
 
 ChangeKind = Literal[
@@ -112,23 +209,37 @@ ChangeKind = Literal[
 class Policy(_Section):
     """What a tenant allows OptiInfra to propose."""
 
-    tenant: Name = "default"
+    tenant: Name = Field(default=DEFAULT_TENANT, description="Tenant the policy applies to.")
     max_quality_drop: float = Field(
         default=0.10, ge=0, le=1, description="Largest relative quality drop accepted."
     )
-    forbidden_changes: list[ChangeKind] = Field(default_factory=list)
-    budget_usd_per_month: float | None = Field(default=None, ge=0)
-    max_rollout_percent: int = Field(default=100, ge=1, le=100)
+    forbidden_changes: list[ChangeKind] = Field(
+        default_factory=list, description="Kinds of change never proposed for this tenant."
+    )
+    budget_usd_per_month: float | None = Field(
+        default=None, ge=0, description="Monthly spend a plan must keep under, in US dollars."
+    )
+    max_rollout_percent: int = Field(
+        default=100, ge=1, le=100, description="Largest share of a deployment a rollout reaches."
+    )
 
 
 class LLMConfig(_Section):
     """Who writes the explanations. Numbers never come from the LLM."""
 
-    provider: Literal["none", "groq", "openai-compatible"] = "none"
-    model: str | None = None
-    base_url: AnyHttpUrl | None = None
-    api_key_env: EnvVarName | None = None
-    timeout: Duration = 30.0
+    provider: Literal["none", "groq", "openai-compatible"] = Field(
+        default="none",
+        description="groq, openai-compatible (needs base_url) or none (template text).",
+    )
+    model: str | None = Field(default=None, description="Model name; default: the client's.")
+    base_url: AnyHttpUrl | None = Field(
+        default=None, description="API base URL; required for openai-compatible."
+    )
+    api_key_env: EnvVarName | None = Field(
+        default=None,
+        description="Environment variable holding the API key (groq default: GROQ_API_KEY).",
+    )
+    timeout: Duration = Field(default=30.0, description="Per-request timeout.")
 
     @model_validator(mode="after")
     def _needs(self) -> LLMConfig:
@@ -137,6 +248,7 @@ class LLMConfig(_Section):
         return self
 
     def effective_api_key_env(self) -> str | None:
+        """The variable the key is read from, or ``None`` when no key is needed."""
         if self.api_key_env:
             return self.api_key_env
         return "GROQ_API_KEY" if self.provider == "groq" else None
@@ -145,21 +257,55 @@ class LLMConfig(_Section):
 class StoreURLs(_Section):
     """Store URLs; ``OPTIINFRA_*_URL`` environment variables take precedence."""
 
-    metrics_url: str | None = None
-    state_url: str | None = None
-    memory_url: str | None = None
+    metrics_url: str | None = Field(
+        default=None, description="Time-series store: chdb:///path or clickhouse://host:8123/db."
+    )
+    state_url: str | None = Field(
+        default=None, description="State store: sqlite:///path or postgresql+psycopg://host/db."
+    )
+    memory_url: str | None = Field(
+        default=None, description="Decision memory: qdrant:///path or http(s)://host:6333."
+    )
+
+    @model_validator(mode="after")
+    def _schemes(self) -> StoreURLs:
+        for field in STORE_SCHEMES:
+            try:
+                _check_store_url(field, getattr(self, field))
+            except ValueError as exc:
+                raise PydanticCustomError(
+                    "store_url", "{field}: {problem}", {"field": field, "problem": str(exc)}
+                ) from None
+        return self
 
 
 class OptiInfraConfig(_Section):
     """The whole ``providers.yaml``."""
 
-    version: Literal[1] = 1
-    tenants: list[Tenant] = Field(default_factory=lambda: [Tenant(name="default")])
-    providers: list[ProviderConfig] = Field(default_factory=list)
-    slos: list[SLO] = Field(default_factory=list)
-    policies: list[Policy] = Field(default_factory=list)
-    llm: LLMConfig = Field(default_factory=LLMConfig)
-    stores: StoreURLs = Field(default_factory=StoreURLs)
+    version: Literal[1] = Field(default=1, description="File format version; only 1 exists.")
+    tenants: list[Tenant] = Field(
+        default_factory=lambda: [Tenant(name=DEFAULT_TENANT)],
+        description="Tenants (customers); `default` is always declared.",
+    )
+    providers: list[ProviderConfig] = Field(
+        default_factory=list, description="Where data comes from."
+    )
+    slos: list[SLO] = Field(default_factory=list, description="Latency and error targets.")
+    policies: list[Policy] = Field(
+        default_factory=list, description="What each tenant allows OptiInfra to propose."
+    )
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="Who writes explanations.")
+    stores: StoreURLs = Field(
+        default_factory=StoreURLs, description="Store URLs (OPTIINFRA_*_URL overrides them)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OptiInfraConfig:
+        problems = consistency_problems(self.model_dump(mode="python"))
+        if problems:
+            text = "; ".join(f"{_dotted(loc)}: {message}" for loc, message in problems)
+            raise PydanticCustomError(CONSISTENCY_ERROR, "{problems}", {"problems": text})
+        return self
 
     def enabled_providers(self) -> list[ProviderConfig]:
         return [p for p in self.providers if p.enabled]
@@ -169,3 +315,92 @@ class OptiInfraConfig(_Section):
             if p.name == name:
                 return p
         raise KeyError(name)
+
+    def tenant_names(self) -> list[str]:
+        """Declared tenants, ``default`` first (it always exists)."""
+        names = [t.name for t in self.tenants]
+        return names if DEFAULT_TENANT in names else [DEFAULT_TENANT, *names]
+
+
+Loc = tuple[str | int, ...]
+#: The model behind each list or mapping section of the file (for "did you mean").
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "tenants": Tenant,
+    "providers": ProviderConfig,
+    "slos": SLO,
+    "policies": Policy,
+    "llm": LLMConfig,
+    "stores": StoreURLs,
+}
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _items(data: Mapping[str, Any], section: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    items = data.get(section)
+    if isinstance(items, list):
+        for index, item in enumerate(items):
+            if isinstance(item, Mapping):
+                yield index, item
+
+
+def consistency_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Cross-section problems in plain config data, each at the place to fix.
+
+    Works on unvalidated data (values of the wrong type are skipped: field validation
+    reports those), so one pass finds these problems alongside every field error.
+    Duplicates are reported at the second occurrence.
+    """
+    problems: list[tuple[Loc, str]] = []
+
+    def name_of(item: Mapping[str, Any]) -> str | None:
+        name = item.get("name")
+        return name if isinstance(name, str) else None
+
+    def tenant_of(item: Mapping[str, Any]) -> str | None:
+        tenant = item.get("tenant", DEFAULT_TENANT)
+        return tenant if isinstance(tenant, str) else None
+
+    def slo_key(item: Mapping[str, Any]) -> str | None:
+        tenant, deployment = tenant_of(item), item.get("deployment", "*")
+        if tenant is None or not isinstance(deployment, str):
+            return None
+        return f"SLO for tenant {tenant!r}, deployment {deployment!r}"
+
+    duplicate_checks: list[tuple[str, Callable[[Mapping[str, Any]], str | None], str | None]] = [
+        ("tenants", lambda t: (n := name_of(t)) and f"tenant name {n!r}", "name"),
+        ("providers", lambda p: (n := name_of(p)) and f"provider name {n!r}", "name"),
+        ("slos", slo_key, None),
+        ("policies", lambda p: (t := tenant_of(p)) and f"policy for tenant {t!r}", None),
+    ]
+    for section, describe, field in duplicate_checks:
+        seen: dict[str, int] = {}
+        for index, item in _items(data, section):
+            what = describe(item)
+            if not what:
+                continue
+            if what in seen:
+                loc: Loc = (section, index, field) if field else (section, index)
+                first = f"{section}[{seen[what]}]"
+                problems.append((loc, f"duplicate {what} (first declared at {first})"))
+            else:
+                seen[what] = index
+
+    declared = {DEFAULT_TENANT} | {n for _, t in _items(data, "tenants") if (n := name_of(t))}
+    for section in ("providers", "slos", "policies"):
+        for index, item in _items(data, section):
+            tenant = item.get("tenant")
+            if isinstance(tenant, str) and tenant not in declared:
+                known = ", ".join(sorted(declared))
+                problems.append(
+                    (
+                        (section, index, "tenant"),
+                        f"tenant {tenant!r} is not declared under tenants: (declared: {known})",
+                    )
+                )
+    return problems
