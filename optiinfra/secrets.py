@@ -1,4 +1,8 @@
-"""The one place OptiInfra reads secrets from the environment.
+"""Where providers and the LLM client read their secrets from the environment.
+
+(Store passwords are the stores' own business: a ClickHouse password comes from the
+URL or from ``OPTIINFRA_CLICKHOUSE_PASSWORD`` through the backend's settings model,
+also as a ``SecretStr``.)
 
 ``providers.yaml`` names environment variables, never values; adapters and the LLM
 client ask here when they need the value, and receive a :class:`~pydantic.SecretStr`,
