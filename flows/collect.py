@@ -28,6 +28,7 @@ from tasks.collect import (
     finish_collection,
     known_provider_kinds,
     prepare_stores,
+    retry_delays,
     write_batch,
 )
 
@@ -74,11 +75,14 @@ def collect_flow(
     run_id = str(get_run_context().flow_run.id)
     started = datetime.now(UTC)
 
-    prepare_stores(runtime.metrics_url, runtime.state_url, lock_timeout)
+    prepare_stores(runtime.metrics_url, runtime.state_url, lock_timeout, runtime.config)
     collections = {
-        collect_provider.with_options(name=f"collect-{p.name}", timeout_seconds=p.timeout).submit(
-            p, collection_window(p, started)
-        ): p
+        collect_provider.with_options(
+            name=f"collect-{p.name}",
+            timeout_seconds=p.timeout,
+            retries=p.retries,
+            retry_delay_seconds=retry_delays(p.retries),
+        ).submit(p, collection_window(p, started)): p
         for p in selected
     }
     results: list[ProviderResult] = []
@@ -89,7 +93,7 @@ def collect_flow(
         if state.is_completed():
             writes.append((provider, write_batch.submit(runtime.metrics_url, future, lock_timeout)))
         else:
-            results.append(failed_result(provider, state.message or "collection failed"))
+            results.append(failed_result(provider, _failure_message(provider, state)))
     for provider, write in writes:
         write_state = write.wait() or write.state
         if write_state.is_completed():
@@ -116,6 +120,12 @@ def collect_flow(
     if summary.status == "partial":
         return Completed(name="Partial", message=message, data=summary)
     return Completed(message=message, data=summary)
+
+
+def _failure_message(provider: ProviderConfig, state: State) -> str:
+    if state.name == "TimedOut":
+        return f"timed out after {provider.timeout:g} s (after {provider.retries} retries)"
+    return state.message or "collection failed"
 
 
 def _report(summary: CollectionSummary) -> None:

@@ -18,7 +18,7 @@ import pandas as pd
 from prefect import task
 from pydantic import BaseModel, Field
 
-from optiinfra.config import ProviderConfig
+from optiinfra.config import OptiInfraConfig, ProviderConfig
 from optiinfra.models import CostRecord, Instance, Sample
 from providers import CollectionContext, Feature, get_provider_class, provider_kinds
 
@@ -64,6 +64,11 @@ class ProviderResult(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
+def retry_delays(retries: int) -> list[float]:
+    """Exponential backoff between retries: 2 s, 8 s, 32 s, … (Prefect adds the jitter)."""
+    return [2.0 * 4**attempt for attempt in range(retries)]
+
+
 def known_provider_kinds() -> list[str]:
     """Every provider kind an entry of providers.yaml may name (for validation)."""
     return provider_kinds()
@@ -104,11 +109,11 @@ async def _collect_async(config: ProviderConfig, ctx: CollectionContext) -> Prov
     return batch
 
 
-def collect_provider_batch(config: ProviderConfig, ctx: CollectionContext) -> ProviderBatch:
+async def collect_provider_batch(config: ProviderConfig, ctx: CollectionContext) -> ProviderBatch:
     """Run every collection the provider supports, concurrently; never raises for a
     feature that fails (the batch records it), only when nothing could be collected."""
     started = time.perf_counter()
-    batch = asyncio.run(_collect_async(config, ctx))
+    batch = await _collect_async(config, ctx)
     batch.duration_seconds = time.perf_counter() - started
     if batch.status == "failed":
         raise ProviderCollectionError(config.name, batch.errors)
@@ -164,9 +169,13 @@ def failed_result(config: ProviderConfig, error: BaseException | str) -> Provide
 
 
 @task(name="collect-provider", retries=2, retry_delay_seconds=[2, 8], retry_jitter_factor=0.5)
-def collect_provider(config: ProviderConfig, ctx: CollectionContext) -> ProviderBatch:
-    """Collect one provider (retried with backoff and jitter; timeout set per provider)."""
-    return collect_provider_batch(config, ctx)
+async def collect_provider(config: ProviderConfig, ctx: CollectionContext) -> ProviderBatch:
+    """Collect one provider (retried with backoff and jitter; timeout set per provider).
+
+    Async, so that the per-provider timeout cancels a hung collection at its next
+    ``await`` (a sync task in a worker thread cannot be interrupted).
+    """
+    return await collect_provider_batch(config, ctx)
 
 
 @task(name="write-batch", retries=2, retry_delay_seconds=[1, 4], retry_jitter_factor=0.5)
@@ -176,8 +185,11 @@ def write_batch(metrics_url: str, batch: ProviderBatch, lock_timeout: float) -> 
 
 
 @task(name="prepare-stores")
-def prepare_stores(metrics_url: str, state_url: str, lock_timeout: float) -> dict[str, int]:
-    """Create or migrate the schemas once per run, before any provider writes."""
+def prepare_stores(
+    metrics_url: str, state_url: str, lock_timeout: float, config: OptiInfraConfig
+) -> dict[str, int]:
+    """Create or migrate the schemas once per run, before any provider writes, and
+    record the configured tenants and providers in the state store."""
     from optiinfra.store.state import open_state
     from optiinfra.store.timeseries import open_timeseries
 
@@ -189,6 +201,7 @@ def prepare_stores(metrics_url: str, state_url: str, lock_timeout: float) -> dic
     state = open_state(state_url)
     try:
         state_version = state.schema_version()
+        state.sync_config(config)
     finally:
         state.close()
     return {"timeseries": ts_version, "state": state_version}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -55,6 +56,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from optiinfra.runtime import load_runtime
+
+    # Prefect's ephemeral server otherwise records a telemetry session on start (and
+    # races itself on SQLite doing so); users may still opt in by setting these.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
 
     # Read and check the configuration before starting Prefect, so a typo costs
     # a fraction of a second rather than a flow run.
@@ -170,14 +176,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"providers enabled: {enabled}")
     print()
     stores = [
-        ("time series", runtime.metrics_url, _timeseries_status),
-        ("state", runtime.state_url, _state_status),
-        ("decision memory", runtime.memory_url, _memory_status),
+        ("time series", runtime.metrics_url, _timeseries_status, "run: optiinfra collect --once"),
+        ("state", runtime.state_url, _state_status, "run: optiinfra collect --once"),
+        ("decision memory", runtime.memory_url, _memory_status, "made by the first outcome"),
     ]
-    for label, url, describe in stores:
+    for label, url, describe, how in stores:
         path = _embedded_path(url)
         if path is not None and not path.exists():
-            print(f"{label}: {url} — not created yet (run: optiinfra collect --once)")
+            print(f"{label}: {url} — not created yet ({how})")
             continue
         try:
             print(describe(runtime))

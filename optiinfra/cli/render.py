@@ -28,8 +28,10 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         if value != value:  # NaN
             return "nan"
-        if value == 0 or 1e-3 <= abs(value) < 1e7:
-            return f"{value:.4g}" if abs(value) < 1 else f"{value:,.2f}".rstrip("0").rstrip(".")
+        if value == 0 or 1e-3 <= abs(value) < 1:
+            return f"{value:.4g}"
+        if 1 <= abs(value) < 1e15:
+            return f"{value:,.2f}".rstrip("0").rstrip(".")
         return f"{value:.3e}"
     if isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in sorted(value.items()))

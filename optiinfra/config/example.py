@@ -40,6 +40,7 @@ tenants:
 #   credentials     credential name -> NAME of the environment variable holding it
 #   interval        how often to collect (default 15m)
 #   timeout         how long one collection may take (default 60s)
+#   retries         retries of a failed collection, with backoff (default 2)
 #   labels          extra labels added to every sample
 #   options         adapter-specific settings, checked by that adapter
 providers:
@@ -49,6 +50,7 @@ providers:
     enabled: true
     interval: 15m
     timeout: 60s
+    retries: 2
 
   # The entries below show other kinds of provider. They are commented out because
   # their adapters arrive in later releases: `optiinfra validate` lists the kinds this

@@ -166,6 +166,12 @@ class ProviderConfig(_Section):
     )
     interval: Duration = Field(default=900.0, description="Collection interval (default 15m).")
     timeout: Duration = Field(default=60.0, description="Per-collection timeout.")
+    retries: int = Field(
+        default=2,
+        ge=0,
+        le=10,
+        description="Retries of a failed or timed-out collection, with backoff and jitter.",
+    )
     labels: Labels = Field(default_factory=dict, description="Extra labels added to every sample.")
     options: dict[str, Any] = Field(
         default_factory=dict, description="Adapter-specific settings, checked by the adapter."

@@ -28,6 +28,18 @@ class _BrokenProvider(Provider):
         raise ConnectionError("connection refused by 127.0.0.1:9")
 
 
+@register
+class _HungProvider(Provider):
+    """A provider whose API accepts the connection and never answers."""
+
+    kind = "test-hung"
+    features = frozenset({Feature.METRICS})
+
+    async def collect_metrics(self, ctx: CollectionContext) -> pd.DataFrame:
+        await asyncio.sleep(120)
+        raise AssertionError("the timeout should have cancelled this")
+
+
 def _write_config(path: Path, providers: str) -> Path:
     path.write_text(f"version: 1\nproviders:\n{providers}")
     return path
@@ -102,3 +114,14 @@ def test_unknown_provider_name_is_a_clear_error(prefect_harness: None, tmp_path:
     assert state.is_failed()
     error = state.result(raise_on_failure=False)
     assert isinstance(error, OptiInfraError) and "nope" in error.message
+
+
+def test_a_hung_provider_is_cut_off_by_its_timeout(prefect_harness: None, tmp_path: Path) -> None:
+    hung = "  - name: stuck\n    kind: test-hung\n    timeout: 1s\n    retries: 0\n"
+    config = _write_config(tmp_path / "providers.yaml", LOCAL + hung)
+    state = collect_flow(config_path=str(config), return_state=True)
+    assert state.name == "Partial"
+    by_name = {r.provider: r for r in state.result().results}
+    assert by_name["here"].status == "ok"
+    assert by_name["stuck"].status == "failed"
+    assert "timed out" in (by_name["stuck"].error or "").lower()

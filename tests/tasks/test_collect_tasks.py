@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -65,7 +66,9 @@ def test_window_spans_the_provider_interval() -> None:
 
 
 def test_a_failing_feature_makes_the_batch_partial_and_keeps_the_rest() -> None:
-    batch = collect_provider_batch(ProviderConfig(name="hb", kind="test-half-broken"), _ctx())
+    batch = asyncio.run(
+        collect_provider_batch(ProviderConfig(name="hb", kind="test-half-broken"), _ctx())
+    )
     assert batch.status == "partial"
     assert list(batch.frames) == ["samples"]
     assert "extra_column" not in batch.frames["samples"].columns
@@ -76,12 +79,14 @@ def test_a_failing_feature_makes_the_batch_partial_and_keeps_the_rest() -> None:
 def test_nothing_collected_raises_so_prefect_retries() -> None:
     config = ProviderConfig(name="hb", kind="test-half-broken", options={"drop_column": True})
     with pytest.raises(ProviderCollectionError) as info:
-        collect_provider_batch(config, _ctx())
+        asyncio.run(collect_provider_batch(config, _ctx()))
     assert "value" in str(info.value) and "inventory" in str(info.value)
 
 
 def test_writing_the_same_batch_twice_stores_it_once() -> None:
-    batch = collect_provider_batch(ProviderConfig(name="hb", kind="test-half-broken"), _ctx())
+    batch = asyncio.run(
+        collect_provider_batch(ProviderConfig(name="hb", kind="test-half-broken"), _ctx())
+    )
     runtime = load_runtime()
     store = runtime.open_timeseries()
     try:
