@@ -65,7 +65,7 @@ def open_state(
     ``migrations_dir`` replaces ``sql/state`` (tests use it).
     """
     parsed = parse_state_url(url)
-    shown = display_url(parsed)
+    shown = display_url(url)
     engine = create_state_engine(parsed, busy_timeout=busy_timeout)
     store = StateStore(engine, display_url=shown, migrations_dir=migrations_dir)
     try:
