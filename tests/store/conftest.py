@@ -1,7 +1,8 @@
 """Fixtures of the time-series store tests.
 
-``ts_url`` is a store URL per test: an embedded chDB directory under ``tmp_path``
-(parametrised, so a ClickHouse-server URL can run the same tests). Every store call
+``ts_url`` is a store URL per test: an embedded chDB directory under ``tmp_path``, and
+a fresh database on the ClickHouse HTTP stand-in, so every store test runs on both
+transports. Every store call
 outside ``hold()`` closes its chDB session, so each test may use its own directory.
 
 ``run_python`` runs code in a fresh interpreter (``sys.executable``) with a bounded
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,18 +25,35 @@ import pandas as pd
 import pytest
 
 from optiinfra.models import Sample
+from optiinfra.store.timeseries.clickhouse_backend import ClickHouseBackend
+from tests.clickhouse_standin import StandinHandle, start_standin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 RunPython = Callable[..., subprocess.CompletedProcess[str]]
 
 
-@pytest.fixture(params=["chdb"])
+@pytest.fixture(scope="session")
+def clickhouse_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinHandle]:
+    """One ClickHouse HTTP stand-in (its own process, chDB inside) for the session."""
+    with start_standin(tmp_path_factory.mktemp("clickhouse-standin")) as handle:
+        yield handle
+
+
+@pytest.fixture(params=["chdb", "clickhouse"])
 def ts_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty time-series store URL."""
+    """A fresh, empty time-series store URL: embedded chDB, or a new database on a
+    ClickHouse server (the stand-in, reached through the real clickhouse-connect)."""
     if request.param == "chdb":
         return f"chdb://{tmp_path / 'metrics'}"
-    raise AssertionError(f"unknown store kind {request.param}")
+    handle: StandinHandle = request.getfixturevalue("clickhouse_standin")
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    backend = ClickHouseBackend.from_url(handle.url)
+    try:
+        backend.command(f"CREATE DATABASE {database}")
+    finally:
+        backend.close()
+    return f"clickhouse://{handle.host}:{handle.port}/{database}"
 
 
 def python_env() -> dict[str, str]:

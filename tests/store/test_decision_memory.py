@@ -209,7 +209,7 @@ def test_hold_keeps_one_client_and_blocks_others(tmp_path: Path) -> None:
         with pytest.raises(StoreBusyError) as caught:
             other.count()
         assert str(tmp_path / "memory") in caught.value.message
-        assert f"process {os.getpid()}" in caught.value.message
+        assert f"pid {os.getpid()}" in caught.value.message
     assert other.count() == 1  # released at the end of the block
     holder.close()
     other.close()

@@ -3,6 +3,7 @@
 See :mod:`.decisions` and ``docs/state-and-memory.md``.
 """
 
+from optiinfra.store.locking import InterProcessLock
 from optiinfra.store.memory.decisions import (
     COLLECTION,
     DECISION_VECTOR_SIZE,
@@ -12,7 +13,6 @@ from optiinfra.store.memory.decisions import (
     open_memory,
     point_id,
 )
-from optiinfra.store.memory.lock import InterProcessLock
 
 __all__ = [
     "COLLECTION",

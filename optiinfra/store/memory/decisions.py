@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from qdrant_client import QdrantClient, models
 
 from optiinfra.errors import StoreBusyError, StoreError
-from optiinfra.store.memory.lock import InterProcessLock
+from optiinfra.store.locking import InterProcessLock
 
 #: Length of a decision-context vector. Provisional: the features that make up a
 #: decision vector are designed in a later issue; changing this number later means a new
@@ -191,9 +191,7 @@ class DecisionMemory:
                 f"decision memory {shown}: cannot create {path}: {exc.strerror or exc}"
             ) from None
         lock = InterProcessLock(
-            path.with_name(path.name + ".lock"),
-            timeout=lock_timeout,
-            guards=f"decision memory {shown}",
+            path.with_name(path.name + ".lock"), guards=f"decision memory {shown}"
         )
         return cls(
             client_factory=lambda: QdrantClient(path=str(path)),
@@ -235,7 +233,7 @@ class DecisionMemory:
 
     def _open_client(self) -> None:
         if self._lock is not None:
-            self._lock.acquire()
+            self._lock.acquire(self._lock_timeout)
         try:
             self._client = self._client_factory()
         except Exception as exc:

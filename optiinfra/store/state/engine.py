@@ -13,6 +13,8 @@ PostgreSQL goes through psycopg 3; ``postgresql://`` and ``postgres://`` mean
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,28 @@ def create_state_engine(url: URL, *, busy_timeout: float) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
+def _enable_wal(cursor: Any, busy_timeout: float) -> None:
+    """Switch the file to WAL, retrying while another process holds it.
+
+    Changing the journal mode needs an exclusive lock, and SQLite can answer "database
+    is locked" at once instead of calling the busy handler (two processes opening a new
+    file together, say), so the wait is done here, bounded by the busy timeout.
+    """
+    deadline = time.monotonic() + busy_timeout
+    pause = 0.01
+    while True:
+        try:
+            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+
 def _sqlite_engine(url: URL, *, busy_timeout: float) -> Engine:
     path = Path(url.database or "")
     try:
@@ -115,9 +139,7 @@ def _sqlite_engine(url: URL, *, busy_timeout: float) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() != "wal":
-                cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor, busy_timeout)
         finally:
             cursor.close()
 

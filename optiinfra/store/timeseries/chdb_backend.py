@@ -5,7 +5,7 @@ time, and a process can use only one path while a session is open. So this backe
 never keeps a session open between calls: every call (or every :meth:`hold` block)
 
 1. takes this process's chDB lock (a ``threading.RLock``: threads queue here),
-2. takes the directory's inter-process lock (:class:`.lock.InterProcessLock`, which
+2. takes the directory's inter-process lock (``optiinfra.store.locking``, which
    waits up to ``lock_timeout`` and then raises :class:`StoreBusyError` naming the
    holder's pid),
 3. opens a ``chdb.session.Session`` on the directory, runs, closes it, releases.
@@ -30,7 +30,10 @@ import pandas as pd
 import pyarrow as pa
 
 from optiinfra.errors import StoreError
-from optiinfra.store.timeseries.lock import InterProcessLock
+from optiinfra.store.locking import InterProcessLock
+
+#: The lock file inside the data directory (see optiinfra.store.locking).
+LOCK_FILE_NAME = "optiinfra.lock"
 
 #: chDB is one embedded server per process: one lock and one open session for all.
 _PROCESS_LOCK = threading.RLock()
@@ -131,7 +134,7 @@ class ChdbBackend:
             _PROCESS_LOCK.release()
 
     def _open(self) -> _OpenSession:
-        lock = InterProcessLock(self.path)
+        lock = InterProcessLock(self.path / LOCK_FILE_NAME, guards=f"embedded store {self.path}")
         lock.acquire(self.lock_timeout)
         try:
             from chdb import session as chdb_session
