@@ -23,8 +23,10 @@ class _BrokenProvider(Provider):
 
     kind = "test-broken"
     features = frozenset({Feature.METRICS})
+    attempts = 0
 
     async def collect_metrics(self, ctx: CollectionContext) -> pd.DataFrame:
+        type(self).attempts += 1
         raise ConnectionError("connection refused by 127.0.0.1:9")
 
 
@@ -46,7 +48,7 @@ def _write_config(path: Path, providers: str) -> Path:
 
 
 LOCAL = "  - name: here\n    kind: local\n"
-BROKEN = "  - name: down\n    kind: test-broken\n"
+BROKEN = "  - name: down\n    kind: test-broken\n    retries: 1\n"
 
 
 def test_collects_local_provider_into_the_store(prefect_harness: None, tmp_path: Path) -> None:
@@ -75,7 +77,9 @@ def test_a_failing_provider_makes_the_run_partial_not_failed(
     prefect_harness: None, tmp_path: Path
 ) -> None:
     config = _write_config(tmp_path / "providers.yaml", LOCAL + BROKEN)
+    _BrokenProvider.attempts = 0
     state = collect_flow(config_path=str(config), return_state=True)
+    assert _BrokenProvider.attempts == 2  # the first try and its one retry
     assert state.is_completed() and state.name == "Partial"
     summary = state.result()
     by_name = {r.provider: r for r in summary.results}
