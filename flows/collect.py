@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from optiinfra.config import OptiInfraConfig, ProviderConfig
 from optiinfra.errors import OptiInfraError
 from optiinfra.runtime import load_runtime
+from optiinfra.store.state import CollectionStatus
 from tasks.collect import (
     ProviderResult,
     collect_provider,
@@ -43,11 +44,13 @@ class CollectionSummary(BaseModel):
     results: list[ProviderResult]
 
     @property
-    def status(self) -> str:
+    def status(self) -> CollectionStatus:
         statuses = {r.status for r in self.results}
-        if not self.results or statuses == {"ok"}:
-            return "ok"
-        return "failed" if statuses == {"failed"} else "partial"
+        if statuses <= {CollectionStatus.OK}:
+            return CollectionStatus.OK
+        if statuses == {CollectionStatus.FAILED}:
+            return CollectionStatus.FAILED
+        return CollectionStatus.PARTIAL
 
 
 def select_providers(config: OptiInfraConfig, names: list[str] | None) -> list[ProviderConfig]:
@@ -115,9 +118,9 @@ def collect_flow(
     _report(summary)
     message = ", ".join(f"{r.provider}: {r.status}" for r in summary.results) or "no providers"
     logger.info("collection %s (%s)", summary.status, message)
-    if summary.status == "failed":
+    if summary.status is CollectionStatus.FAILED:
         return Failed(message=f"every provider failed: {message}", data=summary)
-    if summary.status == "partial":
+    if summary.status is CollectionStatus.PARTIAL:
         return Completed(name="Partial", message=message, data=summary)
     return Completed(message=message, data=summary)
 

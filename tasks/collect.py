@@ -12,7 +12,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
 import pandas as pd
 from prefect import task
@@ -20,9 +19,8 @@ from pydantic import BaseModel, Field
 
 from optiinfra.config import OptiInfraConfig, ProviderConfig
 from optiinfra.models import CostRecord, Instance, Sample
+from optiinfra.store.state import CollectionStatus
 from providers import CollectionContext, Feature, get_provider_class, provider_kinds
-
-Status = Literal["ok", "partial", "failed"]
 
 #: Which frame each feature yields, and the columns it must have.
 _FEATURE_FRAMES: dict[Feature, tuple[str, tuple[str, ...]]] = {
@@ -44,10 +42,10 @@ class ProviderBatch:
     duration_seconds: float = 0.0
 
     @property
-    def status(self) -> Status:
+    def status(self) -> CollectionStatus:
         if not self.errors:
-            return "ok"
-        return "partial" if self.frames else "failed"
+            return CollectionStatus.OK
+        return CollectionStatus.PARTIAL if self.frames else CollectionStatus.FAILED
 
 
 class ProviderResult(BaseModel):
@@ -55,7 +53,7 @@ class ProviderResult(BaseModel):
 
     provider: str
     kind: str
-    status: Status
+    status: CollectionStatus
     samples: int = 0
     instances: int = 0
     costs: int = 0
@@ -115,7 +113,7 @@ async def collect_provider_batch(config: ProviderConfig, ctx: CollectionContext)
     started = time.perf_counter()
     batch = await _collect_async(config, ctx)
     batch.duration_seconds = time.perf_counter() - started
-    if batch.status == "failed":
+    if batch.status is CollectionStatus.FAILED:
         raise ProviderCollectionError(config.name, batch.errors)
     return batch
 
@@ -165,7 +163,9 @@ def write_provider_batch(
 
 def failed_result(config: ProviderConfig, error: BaseException | str) -> ProviderResult:
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return ProviderResult(provider=config.name, kind=config.kind, status="failed", error=message)
+    return ProviderResult(
+        provider=config.name, kind=config.kind, status=CollectionStatus.FAILED, error=message
+    )
 
 
 @task(name="collect-provider", retries=2, retry_delay_seconds=[2, 8], retry_jitter_factor=0.5)

@@ -161,7 +161,7 @@ def _print_stored(runtime, summary, *, limit: int) -> None:
 def _embedded_path(url: str) -> Path | None:
     """The local path of an embedded store URL, or None for a server URL."""
     parts = urlsplit(url)
-    if parts.scheme in {"chdb", "qdrant"} or parts.scheme == "sqlite":
+    if parts.scheme in {"chdb", "qdrant", "sqlite"}:
         return Path(parts.path) if parts.path else None
     return None
 

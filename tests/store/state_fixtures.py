@@ -67,7 +67,7 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
-def start_python(code: str, *args: str, timeout: float = 120) -> subprocess.Popen[str]:
+def start_python(code: str, *args: str) -> subprocess.Popen[str]:
     """Start ``python -c code args...`` with the repository importable."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
@@ -78,3 +78,25 @@ def start_python(code: str, *args: str, timeout: float = 120) -> subprocess.Pope
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run_at_once(
+    code: str, argvs: list[list[str]], gate: Path, *, timeout: float = 240
+) -> list[str]:
+    """Run ``code`` in one process per argument list, released together.
+
+    Each process gets its arguments plus the gate path last, prints ``ready``, waits for
+    the gate file, then works. Returns each process's stripped stdout; fails the test
+    (with the child's stderr) when one exits non-zero or overruns ``timeout``.
+    """
+    processes = [start_python(code, *argv, str(gate)) for argv in argvs]
+    for process in processes:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+    gate.touch()
+    outputs = []
+    for process in processes:
+        out, err = process.communicate(timeout=timeout)
+        assert process.returncode == 0, err
+        outputs.append(out.strip())
+    return outputs

@@ -13,7 +13,7 @@ import pytest
 
 from optiinfra.errors import StoreBusyError, StoreError
 from optiinfra.store.memory import DecisionMemory, DecisionRecord, open_memory, point_id
-from tests.store.state_fixtures import start_python
+from tests.store.state_fixtures import run_at_once, start_python
 
 SIZE = 4
 
@@ -158,16 +158,8 @@ print("done", flush=True)
 def test_two_processes_upserting_at_once_lose_nothing(tmp_path: Path) -> None:
     url = _url(tmp_path)
     open_memory(url, vector_size=SIZE).close()
-    gate = tmp_path / "gate"
-    writers = [start_python(_UPSERT_MANY, url, name, str(gate)) for name in ("w1", "w2")]
-    for writer in writers:
-        assert writer.stdout is not None
-        assert writer.stdout.readline().strip() == "ready"
-    gate.touch()
-    for writer in writers:
-        out, err = writer.communicate(timeout=240)
-        assert writer.returncode == 0, err
-        assert out.strip() == "done"
+    outputs = run_at_once(_UPSERT_MANY, [[url, "w1"], [url, "w2"]], tmp_path / "gate")
+    assert outputs == ["done", "done"]
     memory = open_memory(url, vector_size=SIZE)
     try:
         assert memory.count() == 40

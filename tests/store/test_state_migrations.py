@@ -16,7 +16,7 @@ from optiinfra.errors import StoreError
 from optiinfra.store.state import STATE_METADATA, STATE_TABLES, open_state
 from optiinfra.store.state.engine import parse_state_url
 from optiinfra.store.state.migrate import MIGRATIONS_DIR, discover, split_statements
-from tests.store.state_fixtures import start_python, state_url
+from tests.store.state_fixtures import run_at_once, start_python, state_url
 
 __all__ = ["state_url"]
 
@@ -214,17 +214,9 @@ store.close()
 
 
 def test_two_processes_migrating_at_once_both_succeed(state_url: str, tmp_path: Path) -> None:
-    gate = tmp_path / "gate"
-    processes = [start_python(_MIGRATE_WHEN_GATE_OPENS, state_url, str(gate)) for _ in range(2)]
-    for process in processes:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
-    gate.touch()
-    outputs = []
-    for process in processes:
-        out, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err
-        outputs.append(out.strip())
+    outputs = run_at_once(
+        _MIGRATE_WHEN_GATE_OPENS, [[state_url], [state_url]], tmp_path / "gate", timeout=120
+    )
     assert outputs == [f"version {_latest_version()}"] * 2
     rows = _migration_rows(state_url)
     assert [row[0] for row in rows] == [

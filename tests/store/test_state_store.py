@@ -28,7 +28,7 @@ from optiinfra.store.state import (
     open_state,
 )
 from optiinfra.store.state import Tenant as TenantRow
-from tests.store.state_fixtures import start_python, state_url
+from tests.store.state_fixtures import run_at_once, state_url
 
 __all__ = ["state_url"]
 
@@ -347,16 +347,8 @@ print("done", flush=True)
 
 def test_two_processes_writing_at_once_lose_nothing(state_url: str, tmp_path: Path) -> None:
     open_state(state_url).close()
-    gate = tmp_path / "gate"
-    writers = [start_python(_WRITE_MANY, state_url, name, str(gate)) for name in ("w1", "w2")]
-    for writer in writers:
-        assert writer.stdout is not None
-        assert writer.stdout.readline().strip() == "ready"
-    gate.touch()
-    for writer in writers:
-        out, err = writer.communicate(timeout=240)
-        assert writer.returncode == 0, err
-        assert out.strip() == "done"
+    outputs = run_at_once(_WRITE_MANY, [[state_url, "w1"], [state_url, "w2"]], tmp_path / "gate")
+    assert outputs == ["done", "done"]
     store = open_state(state_url)
     try:
         counts = store.row_counts()
