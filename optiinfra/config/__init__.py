@@ -4,6 +4,7 @@ from optiinfra.config.example import EXAMPLE_CONFIG
 from optiinfra.config.loader import (
     default_config,
     load_config,
+    load_yaml_model,
     validate_config_file,
     write_example_config,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Tenant",
     "default_config",
     "load_config",
+    "load_yaml_model",
     "parse_duration",
     "validate_config_file",
     "write_example_config",

@@ -19,6 +19,7 @@ import os
 import re
 import stat
 import tempfile
+import typing
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -59,6 +60,9 @@ _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
+_M = typing.TypeVar("_M", bound=BaseModel)
+
+
 class _Unusable(Exception):
     """The parsed document cannot be turned into plain data (recursive, too large)."""
 
@@ -93,6 +97,37 @@ def validate_config_file(
 ) -> list[ConfigIssue]:
     """The checks of :func:`load_config` (environment included); ``[]`` means valid."""
     return _load(path, known_kinds, True, environ)[1]
+
+
+def load_yaml_model(path: str | Path, model: type[_M]) -> _M:
+    """Load any YAML file into the pydantic ``model`` with this module's error reporting:
+    every problem as ``file:line: field: message`` in one :class:`ConfigError`.
+
+    Used for files other than providers.yaml (a sandbox fleet, for one).
+    """
+    file = str(path)
+    text, problem = _read_text(Path(path).expanduser())
+    if problem is not None:
+        raise ConfigError([ConfigIssue(file, problem[0], "", problem[1])])
+    tree, problem = _parse_yaml(text)
+    if problem is not None:
+        raise ConfigError([ConfigIssue(file, problem[0], "", problem[1])])
+    if not isinstance(tree, CommentedMap):
+        found = "an empty document" if tree is None else f"a {_yaml_type(tree)}"
+        message = f"the top level must be a mapping; found {found}"
+        raise ConfigError([ConfigIssue(file, 1, "", message)])
+    try:
+        data = _to_plain(tree, set(), [_MAX_NODES])
+        return model.model_validate(data)
+    except _Unusable as exc:
+        raise ConfigError([ConfigIssue(file, None, "", str(exc))]) from None
+    except ValidationError as exc:
+        issues = []
+        for error in exc.errors():
+            loc, message = _describe(error, model)
+            line, field = _locate(tree, loc)
+            issues.append(ConfigIssue(file, line, field, message))
+        raise ConfigError(_sorted_unique(issues)) from None
 
 
 def default_config() -> OptiInfraConfig:
@@ -369,14 +404,14 @@ def _field_path(parts: list[str | int]) -> str:
 # --- turning errors into messages ------------------------------------------------------
 
 
-def _describe(error: Any) -> tuple[Loc, str]:
+def _describe(error: Any, root: type[BaseModel] | None = None) -> tuple[Loc, str]:
     loc: Loc = tuple(error["loc"])
     kind: str = error["type"]
     message: str = error["msg"]
     value = error.get("input")
     secret_place = "credentials" in loc or "api_key_env" in loc
     if kind == "extra_forbidden":
-        return loc, _unknown_field_message(loc)
+        return loc, _unknown_field_message(loc, root)
     if kind == "missing":
         return loc, "required field is missing"
     if "[key]" in loc:
@@ -395,16 +430,36 @@ def _describe(error: Any) -> tuple[Loc, str]:
     return loc, message
 
 
-def _unknown_field_message(loc: Loc) -> str:
+def _unknown_field_message(loc: Loc, root: type[BaseModel] | None = None) -> str:
     name = str(loc[-1])
-    sections = [part for part in loc[:-1] if isinstance(part, str)]
-    model: type[BaseModel] = OptiInfraConfig
-    if len(sections) == 1 and sections[0] in SECTION_MODELS:
-        model = SECTION_MODELS[sections[0]]
+    if root is None:
+        sections = [part for part in loc[:-1] if isinstance(part, str)]
+        model: type[BaseModel] = OptiInfraConfig
+        if len(sections) == 1 and sections[0] in SECTION_MODELS:
+            model = SECTION_MODELS[sections[0]]
+    else:
+        model = _model_at(root, loc[:-1])
     valid = list(model.model_fields)
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else f"; valid fields: {', '.join(valid)}"
     return f"unknown field {name!r}{hint}"
+
+
+def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel]:
+    """The nested pydantic model a location points into (list indexes skipped)."""
+    model = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            break
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            break
+        model = nested[0]
+    return model
 
 
 def _mask_url(url: str) -> str:
