@@ -37,6 +37,7 @@ from optiinfra.sandbox.quality import QualityModel
 from optiinfra.sandbox.spec import DeploymentSpec
 
 SANDBOX_NOTICE = "OptiInfra sandbox: a simulated inference server, not a real GPU"
+SANDBOX_HEADER = "x-optiinfra-sandbox"
 _FILLER = [
     "the",
     "a",
@@ -234,11 +235,21 @@ class SimServer:
     # --- requests ----------------------------------------------------------------------
 
     async def handle(self, request: Request) -> Response:
+        """Answer one request; every response says it comes from a sandbox."""
+        try:
+            response = await self._route(request)
+        except HTTPError as exc:
+            response = Response.json(exc.payload or {"error": exc.message}, exc.status)
+        response.headers[SANDBOX_HEADER] = "simulated"
+        return response
+
+    async def _route(self, request: Request) -> Response:
         path, method = request.path, request.method
         if path == "/metrics" and method == "GET":
             self.engine.advance(self.now())
             self.book.set_state(self.engine.state())
-            return Response.text(self.book.render(), self.book.content_type)
+            text = f"# {SANDBOX_NOTICE} ({self.name})\n" + self.book.render()
+            return Response.text(text, self.book.content_type)
         if path in ("/v1/completions", "/v1/chat/completions") and method == "POST":
             kind = "completion" if path == "/v1/completions" else "chat"
             return await self._complete(request, kind)  # type: ignore[arg-type]
@@ -288,7 +299,10 @@ class SimServer:
             raise HTTPError(404, f"no route {request.path} on the DCGM exporter of {self.name}")
         self.engine.advance(self.now())
         readings = gpu_readings(self, self.now())
-        return Response.text(self.gpu_book.render(readings), self.gpu_book.content_type)
+        text = f"# {SANDBOX_NOTICE} ({self.name})\n" + self.gpu_book.render(readings)
+        response = Response.text(text, self.gpu_book.content_type)
+        response.headers[SANDBOX_HEADER] = "simulated"
+        return response
 
     async def _complete(self, request: Request, kind: str) -> Response:
         call = openai_api.parse_call(request.json(), kind, f"cmpl-{uuid.uuid4().hex}")  # type: ignore[arg-type]

@@ -81,6 +81,7 @@ def test_completion_and_chat_answer_in_openai_format_with_usage() -> None:
 
     completion, chat = asyncio.run(main())
     assert completion["object"] == "text_completion"
+    assert completion["id"].startswith("cmpl-")
     assert completion["usage"] == {
         "prompt_tokens": 120,
         "completion_tokens": 12,
@@ -159,7 +160,9 @@ def test_metrics_parse_and_count_what_was_served() -> None:
             )
             return (await client.get(f"{url}/metrics")).text
 
-    families = {f.name: f for f in text_string_to_metric_families(asyncio.run(main()))}
+    text = asyncio.run(main())
+    assert text.startswith("# OptiInfra sandbox")  # a comment: parsers skip it
+    families = {f.name: f for f in text_string_to_metric_families(text)}
     success = families["vllm:request_success"]
     assert success.type == "counter"
     finished = {
@@ -348,3 +351,23 @@ def test_control_api_scales_a_deployment_and_prices_every_instance() -> None:
         r["instance_type"] == "g6.xlarge" and 0 < r["price_usd_per_hour"] < 0.8048 for r in rows
     )  # spot below the on-demand price of the table
     assert down["deployments"][0]["servers"] == []
+
+
+@pytest.mark.parametrize(
+    ("engine", "family"),
+    [("sglang", "sglang:num_running_reqs"), ("tgi", "tgi_request_success")],
+)
+def test_sglang_and_tgi_servers_speak_their_own_metric_format(engine: str, family: str) -> None:
+    async def main() -> httpx.Response:
+        async with running(_deployment(engine=engine)) as fleet, httpx.AsyncClient() as client:
+            url = _url(fleet)
+            await client.post(
+                f"{url}/v1/completions", json={"model": MODEL, "prompt": "p " * 20, "max_tokens": 4}
+            )
+            return await client.get(f"{url}/metrics")
+
+    response = asyncio.run(main())
+    assert response.headers["x-optiinfra-sandbox"] == "simulated"
+    names = {f.name for f in text_string_to_metric_families(response.text)}
+    assert family in names
+    assert not any(name.startswith("vllm:") for name in names)
