@@ -38,6 +38,9 @@ from optiinfra.sandbox.spec import DeploymentSpec
 
 SANDBOX_NOTICE = "OptiInfra sandbox: a simulated inference server, not a real GPU"
 SANDBOX_HEADER = "x-optiinfra-sandbox"
+#: Which configuration answered (quality probes label their events with it, so a canary
+#: replica's answers are told apart from its baseline's).
+CONFIG_ID_HEADER = "x-optiinfra-config-id"
 _FILLER = [
     "the",
     "a",
@@ -241,6 +244,7 @@ class SimServer:
         except HTTPError as exc:
             response = Response.json(exc.payload or {"error": exc.message}, exc.status)
         response.headers[SANDBOX_HEADER] = "simulated"
+        response.headers[CONFIG_ID_HEADER] = self.config_id
         return response
 
     async def _route(self, request: Request) -> Response:

@@ -368,6 +368,7 @@ def test_sglang_and_tgi_servers_speak_their_own_metric_format(engine: str, famil
 
     response = asyncio.run(main())
     assert response.headers["x-optiinfra-sandbox"] == "simulated"
+    assert len(response.headers["x-optiinfra-config-id"]) == 12
     names = {f.name for f in text_string_to_metric_families(response.text)}
     assert family in names
     assert not any(name.startswith("vllm:") for name in names)
