@@ -115,6 +115,8 @@ class Listener:
             listener._connections.add(task)
             try:
                 await _serve_connection(handler, reader, writer, bound)
+            except asyncio.CancelledError:
+                pass  # the listener closed: the connection ends here (asyncio logs otherwise)
             finally:
                 listener._connections.discard(task)
 
