@@ -43,6 +43,7 @@ tenants:
 #   retries         retries of a failed collection, with backoff (default 2)
 #   labels          extra labels added to every sample
 #   options         adapter-specific settings, checked by that adapter
+#   quality         kind quality only: golden-set probes, sampled interactions, judge
 providers:
   # This machine: CPU and memory through psutil, every NVIDIA GPU through NVML.
   - name: local
@@ -90,6 +91,47 @@ providers:
   #   credentials:
   #     api_key: RUNPOD_API_KEY
   #   interval: 15m
+  #
+  # Answer quality (docs/quality.md): a golden set of questions with reference answers
+  # sent to each deployment's OpenAI-compatible endpoint, and sampled real interactions,
+  # scored by exact match, token F1 and, optionally, an LLM judge.
+  # - name: answer-quality
+  #   kind: quality
+  #   enabled: false
+  #   interval: 15m
+  #   timeout: 120s
+  #   credentials:
+  #     vllm_key: VLLM_API_KEY        # the variable's NAME
+  #     judge_key: GROQ_API_KEY
+  #   quality:
+  #     golden_set: golden.jsonl      # .jsonl, .yaml or .yml; relative to the working dir
+  #     probes_per_run: 50            # items per target per run; later runs take the next
+  #     max_tokens: 32                # answers are short
+  #     system_prompt: Answer with the answer only.
+  #     concurrency: 8                # requests in flight at once (probes and judge)
+  #     request_timeout: 30s
+  #     targets:
+  #       - deployment: chat          # recorded on its quality events
+  #         base_url: http://vllm-1.internal:8000/v1
+  #         model: meta-llama/Llama-3.1-8B-Instruct   # default: first of GET /models
+  #         api: chat                 # or completions
+  #         credential: vllm_key      # an entry of credentials above (optional)
+  #         config_id: ""             # used when the server sends no x-optiinfra-config-id
+  #     interactions:                 # sampled real traffic (optional)
+  #       path: interactions.jsonl    # or url: https://... ({start} {end} = the window)
+  #       format: auto                # auto, optiinfra, otel or langfuse
+  #       deployment: chat            # for records that name none
+  #       sample_rate: 0.1            # share of the window's interactions scored
+  #       max_per_run: 200
+  #       credential: null            # for url: an entry of credentials above
+  #       auth: bearer                # or basic (value user:password)
+  #     judge:                        # optional LLM judge; provider none: no judge score
+  #       provider: groq              # none, groq or openai-compatible
+  #       model: llama-3.3-70b-versatile
+  #       base_url: null              # required for openai-compatible
+  #       credential: judge_key
+  #       timeout: 30s
+  #       max_per_run: 100            # most answers graded per run
 
 # Service-level objectives. A rollout step that breaks one is rolled back.
 # `deployment: "*"` means every deployment of the tenant. All targets are optional.

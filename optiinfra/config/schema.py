@@ -137,6 +137,177 @@ class Tenant(_Section):
     )
 
 
+#: The provider kind whose entries carry a ``quality:`` section (providers/quality).
+QUALITY_KIND = "quality"
+#: Where the ``groq`` judge is reached (Groq's OpenAI-compatible API root).
+GROQ_BASE_URL = "https://api.groq.com/openai/v1"
+
+
+def _check_source_url(value: str | None) -> str | None:
+    """An http(s) URL that may hold ``{start}``/``{end}`` placeholders (kept as written)."""
+    if value is None:
+        return None
+    match = _URL_SCHEME.match(value)
+    if not match or match.group(1).lower() not in {"http", "https"} or len(value) < 10:
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
+class QualityTarget(_Section):
+    """One deployment endpoint that golden-set probes are sent to."""
+
+    deployment: str = Field(
+        min_length=1, description="Deployment name recorded on this endpoint's quality events."
+    )
+    base_url: AnyHttpUrl = Field(
+        description="OpenAI-compatible API root, e.g. http://vllm-1:8000/v1; probes POST to "
+        "<base_url>/chat/completions (or /completions)."
+    )
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Model name sent with each probe (default: the first of GET <base_url>/models).",
+    )
+    api: Literal["chat", "completions"] = Field(
+        default="chat", description="Which endpoint probes use: chat or completions."
+    )
+    credential: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Name of an entry of this provider's credentials, sent as a bearer token.",
+    )
+    config_id: str = Field(
+        default="",
+        description="Configuration id recorded when the server sends no x-optiinfra-config-id "
+        "header.",
+    )
+
+
+class QualityJudge(_Section):
+    """The optional LLM that grades answers (0-1). ``provider: none`` grades nothing."""
+
+    provider: Literal["none", "groq", "openai-compatible"] = Field(
+        default="none", description="none (no judge score), groq, or openai-compatible."
+    )
+    model: str | None = Field(
+        default=None, min_length=1, description="Judge model name; required unless provider none."
+    )
+    base_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="API root (…/v1); required for openai-compatible, default for groq: "
+        + GROQ_BASE_URL
+        + ".",
+    )
+    credential: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Name of an entry of this provider's credentials holding the judge's API "
+        "key; required for groq.",
+    )
+    timeout: Duration = Field(default=30.0, description="Per-request timeout of the judge.")
+    max_per_run: int = Field(
+        default=100, ge=0, le=100_000, description="Most answers the judge grades in one run."
+    )
+
+    @model_validator(mode="after")
+    def _needs(self) -> QualityJudge:
+        if self.provider != "none" and self.model is None:
+            raise ValueError(f"judge provider {self.provider} needs model")
+        if self.provider == "openai-compatible" and self.base_url is None:
+            raise ValueError("judge provider openai-compatible needs base_url")
+        if self.provider == "groq" and self.credential is None:
+            raise ValueError("judge provider groq needs credential (its API key)")
+        return self
+
+
+class QualityInteractions(_Section):
+    """Where sampled real interactions are read from (formats: docs/quality.md)."""
+
+    path: str | None = Field(
+        default=None, min_length=1, description="A JSONL or JSON file of interactions."
+    )
+    url: Annotated[str | None, AfterValidator(_check_source_url)] = Field(
+        default=None,
+        description="An http(s) URL answering JSONL or JSON; {start} and {end} are replaced by "
+        "the window's ISO-8601 times.",
+    )
+    format: Literal["auto", "optiinfra", "otel", "langfuse"] = Field(
+        default="auto", description="Record format; auto recognises each record's shape."
+    )
+    deployment: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Deployment for records that name none (else their model name).",
+    )
+    sample_rate: float = Field(
+        default=1.0, ge=0, le=1, description="Share of the window's interactions scored (0-1)."
+    )
+    max_per_run: int = Field(
+        default=200, ge=0, le=100_000, description="Most interactions scored in one run."
+    )
+    credential: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Name of an entry of this provider's credentials sent with url requests.",
+    )
+    auth: Literal["bearer", "basic"] = Field(
+        default="bearer",
+        description="How the credential is sent: bearer token, or basic (value user:password).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> QualityInteractions:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("interactions need exactly one of path or url")
+        return self
+
+
+class QualitySettings(_Section):
+    """What a ``quality`` provider measures: golden-set probes, sampled interactions."""
+
+    golden_set: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Golden-set file (.jsonl, .yaml or .yml); relative to the working directory.",
+    )
+    targets: list[QualityTarget] = Field(
+        default_factory=list, description="Endpoints the golden set is sent to."
+    )
+    probes_per_run: int = Field(
+        default=50,
+        ge=0,
+        le=100_000,
+        description="Golden-set items sent to each target per run; successive runs take the "
+        "next ones, so the whole set is covered.",
+    )
+    max_tokens: int = Field(
+        default=32, ge=1, le=4096, description="max_tokens of each probe (answers are short)."
+    )
+    system_prompt: str | None = Field(
+        default=None, description="System message put before each probe's prompt."
+    )
+    concurrency: int = Field(
+        default=8, ge=1, le=256, description="Most requests in flight at once (probes and judge)."
+    )
+    request_timeout: Duration = Field(default=30.0, description="Timeout of one probe request.")
+    interactions: QualityInteractions | None = Field(
+        default=None, description="Sampled real interactions to score."
+    )
+    judge: QualityJudge = Field(
+        default_factory=QualityJudge, description="LLM judge (default none: no judge score)."
+    )
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> QualitySettings:
+        if self.golden_set is not None and not self.targets:
+            raise ValueError("golden_set needs at least one entry in targets")
+        if self.targets and self.golden_set is None:
+            raise ValueError("targets need a golden_set to send")
+        if self.golden_set is None and self.interactions is None:
+            raise ValueError("give a golden_set with targets, or interactions, or both")
+        return self
+
+
 class ProviderConfig(_Section):
     """One source of data (and, later, one place changes are applied)."""
 
@@ -175,6 +346,11 @@ class ProviderConfig(_Section):
     labels: Labels = Field(default_factory=dict, description="Extra labels added to every sample.")
     options: dict[str, Any] = Field(
         default_factory=dict, description="Adapter-specific settings, checked by the adapter."
+    )
+    quality: QualitySettings | None = Field(
+        default=None,
+        description="Only for kind quality: golden-set probes, sampled interactions and the "
+        "judge (docs/quality.md).",
     )
 
 
@@ -397,6 +573,7 @@ def consistency_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
             else:
                 seen[what] = index
 
+    problems.extend(_quality_problems(data))
     declared = {DEFAULT_TENANT} | {n for _, t in _items(data, "tenants") if (n := name_of(t))}
     for section in ("providers", "slos", "policies"):
         for index, item in _items(data, section):
@@ -407,6 +584,54 @@ def consistency_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
                     (
                         (section, index, "tenant"),
                         f"tenant {tenant!r} is not declared under tenants: (declared: {known})",
+                    )
+                )
+    return problems
+
+
+def _quality_problems(data: Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """A ``quality:`` section only on (and always on) a provider of kind quality, and every
+    credential it names declared under that provider's ``credentials:``."""
+    problems: list[tuple[Loc, str]] = []
+    for index, item in _items(data, "providers"):
+        kind = item.get("kind")
+        is_quality = isinstance(kind, str) and kind.lower() == QUALITY_KIND
+        section = item.get("quality")
+        if section is not None and not is_quality:
+            problems.append(
+                (("providers", index, "quality"), "only a provider of kind quality reads quality:")
+            )
+            continue
+        if not is_quality:
+            continue
+        if section is None:
+            message = "a provider of kind quality needs a quality: section (docs/quality.md)"
+            problems.append((("providers", index, "quality"), message))
+            continue
+        if item.get("options"):
+            message = "a quality provider takes its settings under quality:, not options:"
+            problems.append((("providers", index, "options"), message))
+        if not isinstance(section, Mapping):
+            continue
+        credentials = item.get("credentials")
+        declared = set(credentials) if isinstance(credentials, Mapping) else set()
+        places: list[tuple[Loc, Any]] = []
+        targets = section.get("targets")
+        for t_index, target in enumerate(targets if isinstance(targets, list) else []):
+            if isinstance(target, Mapping):
+                places.append((("targets", t_index, "credential"), target.get("credential")))
+        for part in ("judge", "interactions"):
+            sub = section.get(part)
+            if isinstance(sub, Mapping):
+                places.append(((part, "credential"), sub.get("credential")))
+        for where, name in places:
+            if isinstance(name, str) and name and name not in declared:
+                known = ", ".join(sorted(str(c) for c in declared)) or "none"
+                problems.append(
+                    (
+                        ("providers", index, "quality", *where),
+                        f"credential {name!r} is not declared under this provider's "
+                        f"credentials: (declared: {known})",
                     )
                 )
     return problems

@@ -11,7 +11,8 @@
 - ``PATCH /sandbox/deployments/{name}`` — change replicas, engine arguments, GPU or
   market of a whole deployment (the sandbox actuator's entry point);
 - ``GET /sandbox/truth`` — ground truth per deployment (served, latency, accuracy);
-- ``POST /sandbox/servers/{name}/interrupt`` — interrupt a spot server now.
+- ``POST /sandbox/servers/{name}/interrupt`` — interrupt a server now, as the spot
+  market would (any server, so tests can interrupt on-demand ones too).
 
 Every response says ``"sandbox": true``: nothing here is a real fleet.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,8 @@ from optiinfra.sandbox.server import SANDBOX_NOTICE, ServerIdentity, SimServer
 from optiinfra.sandbox.spec import DeploymentSpec, FleetSpec
 
 BUNDLED_FLEETS = ("default", "healthy")
+#: What a running deployment (or one replica) can be changed in: what an actuator changes.
+CHANGEABLE = frozenset({"engine_args", "gpu", "model", "market", "engine"})
 
 
 class LoadStats:
@@ -97,10 +101,18 @@ def deployment_problems(d: DeploymentSpec) -> list[tuple[str, str]]:
             StepTimeModel(gpu, model, d.engine_args)
         except OptiInfraError as exc:
             problems.append(("engine_args", str(exc)))
+        if d.engine_args.max_model_len and d.engine_args.max_model_len > model.max_context:
+            problems.append(
+                (
+                    "engine_args.max_model_len",
+                    f"{d.engine_args.max_model_len} exceeds the {model.max_context}-token context "
+                    f"of {model.name}",
+                )
+            )
         try:
             server_price(d)
         except OptiInfraError as exc:
-            problems.append(("market", str(exc)))
+            problems.append(("gpu", f"no price for it: {exc}"))
     return problems
 
 
@@ -226,9 +238,14 @@ class Fleet:
                 duration = d.load.day_seconds
             else:
                 duration = 3600.0
-            plan = schedule(d.load, duration, seed=self.settings.seed * 1000 + window)
+            load = d.load
+            if load.seed is not None:  # a fixed seed still varies from window to window
+                load = load.model_copy(update={"seed": load.seed + window})
+            seed = self.settings.seed * 1000 + window + zlib.crc32(name.encode())
+            plan = schedule(load, duration, seed=seed)
             # prompts fit the served context (the trace's longest would be refused), and
-            # each window's own words differ, so only real shared prefixes hit the cache
+            # each window's request-unique words differ; Mooncake's shared prefix blocks
+            # keep their text, so a conversation prefix seen an hour ago can still hit
             context = d.engine_args.max_model_len or model_spec(d.model).max_context
             generator.prompts = PromptBuilder(max(1024, context - 2048), salt=f"w{window}")
             await generator.run(plan)
@@ -291,6 +308,7 @@ class Fleet:
                     "gpu": d.gpu,
                     "replicas": len(self.servers[name]),
                     "market": d.market,
+                    "stateless": d.stateless,
                     "provider": d.provider,
                     "tenant": d.tenant,
                     "note": d.note,
@@ -333,6 +351,8 @@ class Fleet:
                         "market": s.spec.market,
                         "price_usd_per_hour": price.usd_per_hour,
                         "price_source": price.source,
+                        "price_note": price.note,
+                        "stateless": s.spec.stateless,
                         "state": s.state,
                         "started_at": s.started_at,
                         "model": s.spec.model,
@@ -369,7 +389,11 @@ class Fleet:
             )
         if path == "/sandbox/truth" and method == "GET":
             window = request.query.get("window")
-            return Response.json(self.truth(float(window) if window else None))
+            try:
+                seconds = float(window) if window else None
+            except ValueError:
+                raise HTTPError(400, f"window must be seconds, got {window!r}") from None
+            return Response.json(self.truth(seconds))
         parts = path.split("/")
         if len(parts) == 4 and parts[:3] == ["", "sandbox", "deployments"] and method == "PATCH":
             return Response.json(await self.change_deployment(parts[3], request.json()))
@@ -398,6 +422,13 @@ class Fleet:
         if not isinstance(changes, dict):
             raise HTTPError(400, "the body must be a JSON object of changes")
         changes = dict(changes)
+        unknown = set(changes) - CHANGEABLE - {"replicas"}
+        if unknown:
+            raise HTTPError(
+                400,
+                f"cannot change {sorted(unknown)} of a running deployment; changeable: "
+                f"{sorted(CHANGEABLE | {'replicas'})}",
+            )
         replicas = changes.pop("replicas", None)
         if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
             raise HTTPError(400, "replicas must be a non-negative integer")
@@ -415,13 +446,7 @@ class Fleet:
             if problems:
                 raise HTTPError(400, "; ".join(f"{f}: {m}" for f, m in problems))
             for server in self.servers[name]:
-                server.reconfigure(
-                    {
-                        k: v
-                        for k, v in d.model_dump().items()
-                        if k in {"engine_args", "gpu", "model", "market", "engine"}
-                    }
-                )
+                server.reconfigure({k: v for k, v in d.model_dump().items() if k in CHANGEABLE})
             self.deployments[name] = d
         if replicas is not None:
             while len(self.servers[name]) < replicas:

@@ -54,7 +54,9 @@ def gpu_readings(server: SimServer, now: float) -> list[GpuReading]:
         total_mib - reserved_mib, total_mib * args.gpu_memory_utilization + CUDA_CONTEXT_MIB
     )
     heat = (power - idle_watts) / max(spec.tdp_watts - idle_watts, 1.0)
-    energy_mj = server.energy_offset_mj + server.engine.truth.energy_joules * 1000
+    truth = server.engine.truth
+    idle_seconds = max(0.0, now - server.attached_at - truth.busy_seconds)
+    energy_mj = server.energy_offset_mj + 1000 * (truth.energy_joules + idle_watts * idle_seconds)
     readings = []
     for index in range(args.gpus):
         gpu_uuid = uuid.UUID(int=(server.identity.seed << 8) + index).hex
@@ -76,7 +78,7 @@ def gpu_readings(server: SimServer, now: float) -> list[GpuReading]:
                 framebuffer_free_mib=round(total_mib - used_mib - reserved_mib),
                 framebuffer_reserved_mib=round(reserved_mib),
                 power_watts=power,
-                energy_millijoules=energy_mj + server.now() * idle_watts * 1000,
+                energy_millijoules=energy_mj,
                 gpu_temperature_c=round(32 + 45 * heat),
                 memory_temperature_c=round(36 + 40 * heat),
                 sm_clock_mhz=1980 if busy > 0.05 else 345,

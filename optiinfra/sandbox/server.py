@@ -33,6 +33,7 @@ from optiinfra.sandbox.gpus import gpu_readings
 from optiinfra.sandbox.http import HTTPError, Request, Response
 from optiinfra.sandbox.observations import FinishedRequest, MetricsBook
 from optiinfra.sandbox.perf import StepTimeModel
+from optiinfra.sandbox.pricing import server_price
 from optiinfra.sandbox.quality import QualityModel
 from optiinfra.sandbox.spec import DeploymentSpec
 
@@ -155,6 +156,7 @@ class SimServer:
         )
         self.energy_offset_mj = self.rng.uniform(1e9, 5e9)
         self.quality_truth = QualityTally()
+        self.attached_at = 0.0
 
     @property
     def name(self) -> str:
@@ -167,6 +169,7 @@ class SimServer:
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.engine.clock = loop.time()
+        self.attached_at = loop.time()
 
     # --- driving the engine with the loop's clock --------------------------------------
 
@@ -188,7 +191,9 @@ class SimServer:
     # --- configuration -----------------------------------------------------------------
 
     def reconfigure(self, changes: dict[str, Any]) -> DeploymentSpec:
-        """Apply ``{"engine_args": {...}, "gpu": ..., "model": ...}`` to this replica."""
+        """Apply changes of ``engine_args`` (merged), ``gpu``, ``model``, ``market`` or
+        ``engine`` to this replica. Like a real engine restarted with new arguments, its
+        /metrics counters start again from zero when the metrics' settings change."""
         allowed = {"engine_args", "gpu", "model", "market", "engine"}
         unknown = set(changes) - allowed
         if unknown:
@@ -204,13 +209,14 @@ class SimServer:
         try:
             spec = DeploymentSpec.model_validate(merged)
             perf = StepTimeModel(gpu_spec(spec.gpu), model_spec(spec.model), spec.engine_args)
+            server_price(spec)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise HTTPError(400, f"invalid configuration: {where}: {first['msg']}") from None
         except Exception as exc:  # unknown GPU/model, model does not fit
             raise HTTPError(400, f"invalid configuration: {exc}") from None
-        if spec.engine != self.spec.engine or spec.model != self.spec.model:
+        if _book_options(spec) != _book_options(self.spec):
             self.book = _book_for(spec)
             self.engine.book = self.book
         self.engine.advance(self.now())
@@ -444,6 +450,12 @@ class SimServer:
 
 def _book_for(spec: DeploymentSpec) -> MetricsBook:
     """The /metrics book of the engine a deployment imitates, with its settings."""
+    engine, model, options = _book_options(spec)
+    return metrics_book(engine, model_name=model, **dict(options))
+
+
+def _book_options(spec: DeploymentSpec) -> tuple[str, str, tuple[tuple[str, Any], ...]]:
+    """What a metrics book is built from (a change of any of it rebuilds the book)."""
     args = spec.engine_args
     context = args.max_model_len or model_spec(spec.model).max_context
     options: dict[str, Any] = {
@@ -459,7 +471,7 @@ def _book_for(spec: DeploymentSpec) -> MetricsBook:
         },
         "tgi": {"max_input_tokens": context - 1, "max_total_tokens": context},
     }[spec.engine]
-    return metrics_book(spec.engine, model_name=spec.model, **options)
+    return spec.engine, spec.model, tuple(sorted(options.items()))
 
 
 def _filler(count: int) -> list[str]:

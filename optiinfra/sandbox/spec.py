@@ -98,7 +98,9 @@ class LoadSpec(_Strict):
         1.0, ge=0, description="poisson: mean requests per second; diurnal: the mean over a day."
     )
     peak_to_trough: float = Field(
-        4.0, ge=1, description="diurnal: ratio of the busiest to the quietest hour."
+        4.0,
+        ge=1,
+        description="diurnal: ratio of the highest to the lowest instantaneous arrival rate.",
     )
     day_seconds: float = Field(
         86400.0, gt=0, description="diurnal: length of one simulated day in seconds."

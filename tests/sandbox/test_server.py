@@ -372,3 +372,41 @@ def test_sglang_and_tgi_servers_speak_their_own_metric_format(engine: str, famil
     names = {f.name for f in text_string_to_metric_families(response.text)}
     assert family in names
     assert not any(name.startswith("vllm:") for name in names)
+
+
+def test_control_api_refuses_what_a_running_deployment_cannot_change() -> None:
+    async def main() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        async with running(_deployment()) as fleet, httpx.AsyncClient() as client:
+            control = _control(fleet)
+            region = await client.patch(
+                f"{control}/sandbox/deployments/chat", json={"region": "eu-west-1"}
+            )
+            window = await client.get(f"{control}/sandbox/truth?window=abc")
+            no_price = await client.patch(f"{_url(fleet)}/admin/config", json={"gpu": "A10"})
+            still = (await client.get(f"{_url(fleet)}/admin/config")).json()
+            assert still["spec"]["gpu"] == "L4"
+            return region, window, no_price
+
+    region, window, no_price = asyncio.run(main())
+    assert region.status_code == 400 and "region" in region.json()["error"]
+    assert window.status_code == 400 and "window" in window.json()["error"]
+    assert no_price.status_code == 400 and "A10" in no_price.json()["error"]  # aws has no A10
+
+
+def test_a_fleet_asking_more_context_than_the_model_has_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from optiinfra.errors import ConfigError
+    from optiinfra.sandbox.fleet import load_fleet
+
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        "deployments:\n"
+        "  - name: old\n"
+        "    model: meta-llama/Llama-2-7b-hf\n"
+        "    gpu: A100-80GB\n"
+        "    cloud: gcp\n"
+        "    region: us-central1\n"
+        "    engine_args: {max_model_len: 16384}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_fleet(path)
+    assert "max_model_len" in str(caught.value) and "4096" in str(caught.value)

@@ -4,6 +4,7 @@ Schema: ``sql/state/*.sql``, applied by :mod:`.migrate` on open. Tables:
 :mod:`.tables`. See ``docs/state-and-memory.md``.
 """
 
+from optiinfra.store.state.cursors import Cursor, load_cursors, prune_cursors, save_cursors
 from optiinfra.store.state.store import StateStore, open_state
 from optiinfra.store.state.tables import (
     STATE_METADATA,
@@ -24,6 +25,7 @@ from optiinfra.store.state.tables import (
     Rollout,
     RolloutState,
     RolloutStep,
+    ScrapeCursor,
     StepState,
     Tenant,
     Verdict,
@@ -37,6 +39,7 @@ __all__ = [
     "AuditEvent",
     "CollectionRun",
     "CollectionStatus",
+    "Cursor",
     "Outcome",
     "Plan",
     "PlanRecommendation",
@@ -48,9 +51,13 @@ __all__ = [
     "Rollout",
     "RolloutState",
     "RolloutStep",
+    "ScrapeCursor",
     "StateStore",
     "StepState",
     "Tenant",
     "Verdict",
+    "load_cursors",
     "open_state",
+    "prune_cursors",
+    "save_cursors",
 ]

@@ -331,6 +331,23 @@ class CollectionRun(StateTable, table=True):
     created_at: datetime = _ts()
 
 
+class ScrapeCursor(StateTable, table=True):
+    """The last cumulative readings of one direct-scrape target (see ``.cursors``).
+
+    Lets the next collection compute counter rates and histogram quantiles over
+    (``scraped_at``, now] from one scrape. ``payload`` holds only the cumulative values
+    the metric mappings need, summed over labels the collector does not keep.
+    """
+
+    __tablename__ = "scrape_cursors"
+
+    provider: str = Field(primary_key=True, sa_type=Text)
+    target: str = Field(primary_key=True, sa_type=Text)
+    scraped_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    payload: dict[str, Any] = _json()
+    updated_at: datetime = _ts(onupdate=True)
+
+
 #: Every state table, in creation order (``row_counts`` reports them in this order).
 STATE_TABLES: tuple[str, ...] = (
     "tenants",
@@ -344,4 +361,5 @@ STATE_TABLES: tuple[str, ...] = (
     "outcomes",
     "audit_events",
     "collection_runs",
+    "scrape_cursors",
 )
