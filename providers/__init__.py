@@ -5,7 +5,11 @@ class; importing this package registers every built-in adapter.
 """
 
 # Built-in adapters register themselves on import.
-from providers import local  # noqa: F401  (import for its registration)
+from providers import (
+    local,  # noqa: F401  (import for its registration)
+    prometheus,  # noqa: F401  (import for its registration)
+    quality,  # noqa: F401  (import for its registration)
+)
 from providers.base import CollectionContext, Feature, Provider
 from providers.registry import get_provider_class, provider_kinds, register
 

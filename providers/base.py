@@ -13,11 +13,13 @@ from abc import ABC
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
+from pydantic import BaseModel, ValidationError
 
 from optiinfra.config import ProviderConfig
+from optiinfra.errors import ConfigError, ConfigIssue
 
 
 class Feature(StrEnum):
@@ -27,6 +29,16 @@ class Feature(StrEnum):
     COST = "cost"  # CostSource: spend to date and prices
     INVENTORY = "inventory"  # InventorySource: instances, nodes, pods
     ACTUATE = "actuate"  # Actuator: apply/revert a change on a fraction of a deployment
+    QUALITY = "quality"  # QualitySource: scored answers (golden-set probes, sampled traffic)
+
+
+#: Why an adapter lacks a feature when it does not say itself. Answer quality is measured
+#: by asking deployments questions, which only the ``quality`` kind does, so no other
+#: adapter has to repeat that reason.
+DEFAULT_UNSUPPORTED: dict[Feature, str] = {
+    Feature.QUALITY: "answer quality is collected by a provider of kind quality "
+    "(golden-set probes and sampled interactions), not by this adapter",
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,11 @@ class Provider(ABC):
         #: (driver not loaded)"``): not errors, since the rest of the data is fine.
         self.notes: list[str] = []
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        defaults = {f: r for f, r in DEFAULT_UNSUPPORTED.items() if f not in cls.features}
+        cls.unsupported = {**defaults, **cls.unsupported}
+
     @property
     def name(self) -> str:
         return self.config.name
@@ -91,5 +108,33 @@ class Provider(ABC):
         self.require(Feature.COST)
         raise AssertionError("unreachable: a COST provider must override this")
 
+    async def collect_quality(self, ctx: CollectionContext) -> pd.DataFrame:
+        """Scored answers for ``ctx``'s window (columns ``QualityEvent.COLUMNS``)."""
+        self.require(Feature.QUALITY)
+        raise AssertionError("unreachable: a QUALITY provider must override this")
+
     async def aclose(self) -> None:  # noqa: B027  (a hook; most adapters hold nothing)
         """Release clients the adapter opened itself (not injected ones)."""
+
+
+_Options = TypeVar("_Options", bound=BaseModel)
+
+
+def parse_options(config: ProviderConfig, model: type[_Options]) -> _Options:
+    """Validate a provider entry's ``options`` against the adapter's options model; every
+    problem becomes one :class:`ConfigError` issue naming ``providers.<name>.options.<field>``."""
+    try:
+        return model.model_validate(config.options)
+    except ValidationError as exc:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    file="providers.yaml",
+                    line=None,
+                    field=f"providers.{config.name}.options."
+                    + ".".join(str(p) for p in err["loc"]),
+                    message=err["msg"],
+                )
+                for err in exc.errors()
+            ]
+        ) from None

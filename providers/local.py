@@ -32,13 +32,12 @@ from typing import Any, ClassVar
 
 import pandas as pd
 import psutil
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from optiinfra.config import ProviderConfig
-from optiinfra.errors import ConfigError, ConfigIssue
 from optiinfra.metrics import normalise_gauges
 from optiinfra.models import Instance, Market, Sample
-from providers.base import CollectionContext, Feature, Provider
+from providers.base import CollectionContext, Feature, Provider, parse_options
 from providers.registry import register
 
 Series = tuple[str, dict[str, str], float]
@@ -221,21 +220,7 @@ class LocalProvider(Provider):
 
     def __init__(self, config: ProviderConfig, *, nvml: Any = ...) -> None:
         super().__init__(config)
-        try:
-            self.options = LocalOptions.model_validate(config.options)
-        except ValidationError as exc:
-            raise ConfigError(
-                [
-                    ConfigIssue(
-                        file="providers.yaml",
-                        line=None,
-                        field=f"providers.{config.name}.options."
-                        + ".".join(str(p) for p in err["loc"]),
-                        message=err["msg"],
-                    )
-                    for err in exc.errors()
-                ]
-            ) from None
+        self.options = parse_options(config, LocalOptions)
         self._nvml = _default_nvml() if nvml is ... else nvml
         self._cpu = _CpuMeter(self.options.min_cpu_interval_seconds)
         self.hostname = self.options.instance or socket.gethostname()

@@ -18,7 +18,7 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from optiinfra.config import OptiInfraConfig, ProviderConfig
-from optiinfra.models import CostRecord, Instance, Sample
+from optiinfra.models import CostRecord, Instance, QualityEvent, Sample
 from optiinfra.store.state import CollectionStatus
 from providers import CollectionContext, Feature, get_provider_class, provider_kinds
 
@@ -27,6 +27,7 @@ _FEATURE_FRAMES: dict[Feature, tuple[str, tuple[str, ...]]] = {
     Feature.METRICS: ("samples", Sample.COLUMNS),
     Feature.INVENTORY: ("instances", Instance.COLUMNS),
     Feature.COST: ("costs", CostRecord.COLUMNS),
+    Feature.QUALITY: ("quality_events", QualityEvent.COLUMNS),
 }
 
 
@@ -57,6 +58,7 @@ class ProviderResult(BaseModel):
     samples: int = 0
     instances: int = 0
     costs: int = 0
+    quality_events: int = 0
     duration_seconds: float = 0.0
     error: str | None = None
     notes: list[str] = Field(default_factory=list)
@@ -72,10 +74,19 @@ def known_provider_kinds() -> list[str]:
     return provider_kinds()
 
 
-def collection_window(provider: ProviderConfig, end: datetime) -> CollectionContext:
-    """The window one run collects for ``provider``: its interval, ending at ``end``."""
+def collection_window(
+    provider: ProviderConfig, end: datetime, state_url: str | None = None
+) -> CollectionContext:
+    """The window one run collects for ``provider``: its interval, ending at ``end``.
+
+    ``state_url`` reaches adapters that keep state between runs (a direct scrape's
+    previous counter readings) through ``extra``.
+    """
     return CollectionContext(
-        start=end - timedelta(seconds=provider.interval), end=end, tenant=provider.tenant
+        start=end - timedelta(seconds=provider.interval),
+        end=end,
+        tenant=provider.tenant,
+        extra={"state_url": state_url} if state_url else {},
     )
 
 
@@ -88,6 +99,7 @@ async def _collect_async(config: ProviderConfig, ctx: CollectionContext) -> Prov
         Feature.METRICS: adapter.collect_metrics,
         Feature.INVENTORY: adapter.collect_inventory,
         Feature.COST: adapter.collect_costs,
+        Feature.QUALITY: adapter.collect_quality,
     }
     try:
         outcomes = await asyncio.gather(*(calls[f](ctx) for f in wanted), return_exceptions=True)
@@ -140,6 +152,7 @@ def write_provider_batch(
         "samples": store.write_samples,
         "instances": store.write_instances,
         "costs": store.write_costs,
+        "quality_events": store.write_quality_events,
     }
     try:
         with store.hold():
@@ -155,6 +168,7 @@ def write_provider_batch(
         samples=written.get("samples", 0),
         instances=written.get("instances", 0),
         costs=written.get("costs", 0),
+        quality_events=written.get("quality_events", 0),
         duration_seconds=round(batch.duration_seconds, 3),
         error=error,
         notes=batch.notes,

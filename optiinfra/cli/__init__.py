@@ -63,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="where the stores are, their schema versions and sizes")
     p.set_defaults(handler=commands.cmd_status)
 
-    from optiinfra.cli import sandbox
+    from optiinfra.cli import sandbox, serve
 
     sandbox.add_parser(sub)
+    serve.add_parser(sub)
     return parser
 
 

@@ -202,7 +202,7 @@ def _load(
     except ValidationError as exc:
         for error in exc.errors():
             if error["type"] != CONSISTENCY_ERROR:
-                loc, message = _describe(error)
+                loc, message = _describe(error, OptiInfraConfig)
                 add(loc, message)
     for loc, message in consistency_problems(data):
         add(loc, message)

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -147,8 +148,11 @@ def _check_source_url(value: str | None) -> str | None:
     """An http(s) URL that may hold ``{start}``/``{end}`` placeholders (kept as written)."""
     if value is None:
         return None
-    match = _URL_SCHEME.match(value)
-    if not match or match.group(1).lower() not in {"http", "https"} or len(value) < 10:
+    try:
+        parts = urlsplit(value.replace("{start}", "start").replace("{end}", "end"))
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         raise ValueError("expected an http:// or https:// URL")
     return value
 
@@ -166,7 +170,8 @@ class QualityTarget(_Section):
     model: str | None = Field(
         default=None,
         min_length=1,
-        description="Model name sent with each probe (default: the first of GET <base_url>/models).",
+        description="Model name sent with each probe (default: the first of GET "
+        "<base_url>/models).",
     )
     api: Literal["chat", "completions"] = Field(
         default="chat", description="Which endpoint probes use: chat or completions."

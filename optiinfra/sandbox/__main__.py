@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -29,6 +30,9 @@ async def serve(fleet_source: str, state_file: Path | None, load: bool, control_
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await fleet.start(control_port=control_port)
+    # Thousands of long-lived server objects would otherwise be walked by every full
+    # garbage collection (pauses of 0.1-0.6 s at 1,000-4,000 servers, sandbox_bench).
+    gc.freeze()
     try:
         if load:
             fleet.start_loads()

@@ -20,6 +20,7 @@ Every response says ``"sandbox": true``: nothing here is a real fleet.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 import zlib
@@ -224,6 +225,9 @@ class Fleet:
             [self.endpoint(s) for s in self.servers[name]],
             d.model,
             concurrency=512,
+            # one kept connection per replica at least: round-robin over more replicas
+            # than kept connections would open a new connection for every request
+            max_keepalive=max(16, 2 * len(self.servers[name])),
             timeout_s=600.0,
             keep_records=False,
             on_record=stats.add,
@@ -451,6 +455,7 @@ class Fleet:
         if replicas is not None:
             while len(self.servers[name]) < replicas:
                 await self._add_server(d)
+            gc.freeze()  # the new servers are long-lived: keep them out of GC passes
             while len(self.servers[name]) > replicas:
                 await self._remove_server(self.servers[name][-1])
             generator = self._generators.get(name)

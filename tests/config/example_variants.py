@@ -11,7 +11,7 @@ import re
 from optiinfra.config import EXAMPLE_CONFIG
 
 #: Kinds the full example uses; tests pass them as ``known_kinds``.
-EXAMPLE_KINDS = ["local", "prometheus", "aws", "runpod"]
+EXAMPLE_KINDS = ["local", "prometheus", "quality", "aws", "runpod"]
 
 
 def full_example() -> str:

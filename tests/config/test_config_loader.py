@@ -69,7 +69,12 @@ def test_an_unknown_kind_is_reported_even_in_a_disabled_entry(tmp_path: Path) ->
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, full_example()), known_kinds=["local"], environ={})
     fields = {issue.field for issue in info.value.issues}
-    assert fields == {"providers[1].kind", "providers[2].kind", "providers[3].kind"}
+    assert fields == {
+        "providers[1].kind",
+        "providers[2].kind",
+        "providers[3].kind",
+        "providers[4].kind",
+    }
     runpod = next(i for i in info.value.issues if i.field == "providers[3].kind")
     assert "unknown provider kind 'runpod'; valid kinds: local" in runpod.message
 
@@ -265,7 +270,7 @@ def test_every_problem_is_reported_with_file_line_and_field(tmp_path: Path) -> N
     assert len(found) == len(expected)
     assert f"{path}:13: providers[1].name: duplicate" in info.value.message
     assert "hunter2" not in info.value.message
-    assert "valid kinds: aws, local, prometheus, runpod" in found[(7, "providers[0].kind")]
+    assert "valid kinds: aws, local, prometheus, quality, runpod" in found[(7, "providers[0].kind")]
 
 
 def test_unknown_field_far_from_any_name_lists_the_valid_ones(tmp_path: Path) -> None:

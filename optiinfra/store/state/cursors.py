@@ -115,8 +115,3 @@ def prune_cursors(store: StateStore, provider: str, keep: Iterable[str]) -> int:
                 )
             )
     return len(stale)
-
-
-def cursor_age_seconds(cursor: Cursor, now: datetime | None = None) -> float:
-    """Seconds since ``cursor`` was read (negative if the clock went back)."""
-    return ((now or utcnow()) - cursor.scraped_at).total_seconds()
