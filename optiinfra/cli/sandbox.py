@@ -36,6 +36,16 @@ def add_parser(sub: Any) -> None:
     status = actions.add_parser("status", help="show the running sandbox and its endpoints")
     status.set_defaults(handler=cmd_status)
 
+    config = actions.add_parser(
+        "config",
+        help="write a providers.yaml that collects the running sandbox (and its golden set)",
+    )
+    config.add_argument(
+        "path", nargs="?", default="sandbox-providers.yaml", help="where to write it"
+    )
+    config.add_argument("--force", action="store_true", help="overwrite an existing file")
+    config.set_defaults(handler=cmd_config)
+
 
 def cmd_up(args: argparse.Namespace) -> int:
     from optiinfra.sandbox.fleet import load_fleet
@@ -73,6 +83,92 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"pid {state['pid']}, fleet {state['fleet']!r}, control {state['control']}/sandbox")
     print(_endpoints(state["live"]["deployments"]))
     return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from optiinfra.errors import OptiInfraError
+    from optiinfra.sandbox.process import status
+
+    state = status()
+    if state is None:
+        raise OptiInfraError("no sandbox is running; start one with: optiinfra sandbox up")
+    path = Path(args.path).resolve()
+    golden = path.with_name(path.stem + "-golden.jsonl")
+    for target in (path, golden):
+        if target.exists() and not args.force:
+            raise OptiInfraError(f"{target} already exists; add --force to overwrite it")
+    golden.write_text(_golden_set())
+    path.write_text(sandbox_providers_yaml(state["live"]["deployments"], golden))
+    print(f"wrote {path} (and its golden set {golden.name})")
+    print(f"collect the sandbox once with: optiinfra --config {path} collect --once")
+    return 0
+
+
+def sandbox_providers_yaml(deployments: list[dict[str, Any]], golden_set: Any) -> str:
+    """A providers.yaml for a running sandbox: one direct-scrape ``prometheus`` provider per
+    deployment (its engines' and DCGM exporters' /metrics), and one ``quality`` provider
+    probing every deployment with the sandbox's question set."""
+    lines = [
+        "# Written by `optiinfra sandbox config` for the SANDBOX fleet running on this",
+        "# machine (simulated servers, not real GPUs). Ports change with every",
+        "# `optiinfra sandbox up`: write it again after a restart.",
+        "version: 1",
+        "providers:",
+    ]
+    for d in deployments:
+        urls = [s["metrics_url"] for s in d["servers"]]
+        urls += [s["dcgm_url"] for s in d["servers"] if s.get("dcgm_url")]
+        if not urls:
+            continue
+        lines += [
+            f"  - name: sandbox-{d['name']}",
+            "    kind: prometheus  # direct scrape: no Prometheus server needed",
+            "    labels: {sandbox: 'true'}",
+            "    options:",
+            "      label_deployment: deployment  # vLLM has no such label: use the one below",
+            f"      deployment: {d['name']}",
+            "    metrics_urls:",
+            *[f"      - {u}" for u in urls],
+        ]
+    targets = [(d["name"], d["servers"][0]["url"], d["model"]) for d in deployments if d["servers"]]
+    if targets:
+        lines += [
+            "  - name: sandbox-quality",
+            "    kind: quality",
+            "    labels: {sandbox: 'true'}",
+            "    quality:",
+            f"      golden_set: {golden_set}",
+            "      probes_per_run: 40",
+            "      targets:",
+        ]
+        for name, url, model in targets:
+            lines += [
+                f"        - deployment: {name}",
+                f"          base_url: {url}/v1",
+                f"          model: {model}",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def _golden_set() -> str:
+    """The sandbox's bundled questions as a golden set (JSON lines)."""
+    import json
+
+    from optiinfra.sandbox.quality import bundled_items
+
+    rows = [
+        {
+            "id": item.id,
+            "prompt": item.question,
+            "reference": item.answer,
+            "aliases": list(item.aliases),
+            "category": item.category,
+        }
+        for item in bundled_items()
+    ]
+    return "".join(json.dumps(row) + "\n" for row in rows)
 
 
 def _endpoints(deployments: list[dict[str, Any]]) -> str:

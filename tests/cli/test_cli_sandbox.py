@@ -101,3 +101,28 @@ def test_a_bad_fleet_file_is_refused_with_file_line_and_field(
     assert f"{fleet}:5" in bad.stderr and "replicsa" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert not (Path(env["OPTIINFRA_HOME"]) / "sandbox" / "state.json").exists()
+
+
+def test_readme_quickstart_collects_the_sandbox_and_stores_metrics_and_quality(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The README's 'Try it on a simulated fleet': up, config, collect --once, status, down."""
+    assert run("sandbox", "up", "--fleet", "healthy", env=env).returncode == 0
+    try:
+        config = tmp_path / "sandbox.yaml"
+        wrote = run("sandbox", "config", str(config), env=env)
+        assert wrote.returncode == 0, wrote.stderr
+        assert run("validate", str(config), env=env).returncode == 0
+        collected = run(
+            "--config", str(config), "collect", "--once", "--show", "1000", env=env, timeout=180
+        )
+        assert collected.returncode == 0, collected.stdout + collected.stderr
+        for metric in ("ttft_seconds", "requests_running", "gpu_utilization_ratio"):
+            assert metric in collected.stdout
+        status = run("--config", str(config), "status", env=env)
+        counts = next(line for line in status.stdout.splitlines() if "quality_events" in line)
+        assert "quality_events 0" not in counts
+        for provider in ("sandbox-chat-8b", "sandbox-rag-8b", "sandbox-quality"):
+            assert provider in status.stdout
+    finally:
+        assert run("sandbox", "down", env=env).returncode == 0
