@@ -53,7 +53,7 @@ async def serve(fleet_source: str, state_file: Path | None, load: bool, control_
             "deployments": described["deployments"],
         }
         if state_file is not None:
-            write_state(state)
+            write_state(state, state_file)
         print(f"sandbox ready: control {described['control']}", flush=True)
         await stop.wait()
     finally:

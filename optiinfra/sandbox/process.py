@@ -61,8 +61,9 @@ def read_state() -> dict[str, Any] | None:
     return state
 
 
-def write_state(state: dict[str, Any]) -> None:
-    path = state_path()
+def write_state(state: dict[str, Any], path: Path | None = None) -> None:
+    """Write the state file atomically (default: the one ``read_state`` looks at)."""
+    path = path or state_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2))
