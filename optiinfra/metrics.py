@@ -104,6 +104,11 @@ DERIVES: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 #: Labels that tell tensor/pipeline/data-parallel ranks (or engines) of one server apart.
 RANK_LABELS: tuple[str, ...] = ("tp_rank", "pp_rank", "dp_rank", "moe_ep_rank", "engine")
+#: Of those, the ranks that report *copies* of one scheduler's state (tensor, pipeline and
+#: expert-parallel ranks of one batch): one copy is taken (max), never their sum. The
+#: others (``dp_rank``, vLLM's ``engine``) are independent engines, combined as the
+#: table's ``rank_aggregation`` says.
+REPLICA_RANK_LABELS: tuple[str, ...] = ("tp_rank", "pp_rank", "moe_ep_rank")
 _COLUMNS = (
     "source_name", "canonical", "source_type", "conversion", "labels",
     "rank_aggregation", "derive", "deprecated", "note",
@@ -331,19 +336,26 @@ def normalise_gauges(
 def aggregate_ranks(
     source: str, rows: Iterable[tuple[str, dict[str, str], float]]
 ) -> list[tuple[str, dict[str, str], float]]:
-    """Combine canonical series differing only by :data:`RANK_LABELS` (sum/mean/max).
+    """Combine canonical series differing only by :data:`RANK_LABELS`.
 
-    Uses the aggregation ``source``'s table declares for that canonical metric (rows
-    feeding one metric agree; a test checks it); ``none`` (one series per GPU) keeps them.
+    Copies from :data:`REPLICA_RANK_LABELS` collapse to one (their max); independent
+    engines then combine by the aggregation ``source``'s table declares for that
+    canonical metric (sum/mean/max; rows feeding one metric agree, a test checks it);
+    ``none`` (one series per GPU) keeps every series.
     """
     how = {m.canonical: m.rank_aggregation for m in mappings(source) if m.derive == "value"}
-    groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
+    copies: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     kept: list[tuple[str, dict[str, str], float]] = []
     for canonical, labels, value in rows:
         if how.get(canonical, "none") == "none":
             kept.append((canonical, labels, value))
             continue
-        rest = tuple(sorted((k, v) for k, v in labels.items() if k not in RANK_LABELS))
+        engine = tuple(sorted((k, v) for k, v in labels.items() if k not in REPLICA_RANK_LABELS))
+        key = (canonical, engine)
+        copies[key] = max(copies.get(key, value), value)
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
+    for (canonical, engine), value in copies.items():
+        rest = tuple((k, v) for k, v in engine if k not in RANK_LABELS)
         groups.setdefault((canonical, rest), []).append(value)
     reduce = {"sum": sum, "max": max, "mean": lambda v: sum(v) / len(v)}
     for (canonical, rest), values in groups.items():

@@ -226,18 +226,26 @@ def test_normalise_gauges_garbage_is_one_clear_error(garbage: list) -> None:
         normalise_gauges("vllm", garbage)
 
 
-def test_aggregate_ranks_sums_counts_and_averages_ratios() -> None:
+def test_aggregate_ranks_sums_engines_and_takes_one_copy_of_tensor_parallel_ranks() -> None:
+    def series(name: str, dp: str, tp: str, value: float) -> tuple:  # type: ignore[type-arg]
+        return (name, {"dp_rank": dp, "tp_rank": tp, "model_name": "m"}, value)
+
     rows = normalise_gauges(
         "sglang",
         [
-            ("sglang:num_running_reqs", {"tp_rank": "0", "model_name": "m"}, 3),
-            ("sglang:num_running_reqs", {"tp_rank": "1", "model_name": "m"}, 5),
-            ("sglang:token_usage", {"tp_rank": "0", "model_name": "m"}, 0.2),
-            ("sglang:token_usage", {"tp_rank": "1", "model_name": "m"}, 0.6),
+            # two data-parallel engines, each reported by two tensor-parallel ranks
+            series("sglang:num_running_reqs", "0", "0", 3),
+            series("sglang:num_running_reqs", "0", "1", 3),
+            series("sglang:num_running_reqs", "1", "0", 5),
+            series("sglang:num_running_reqs", "1", "1", 5),
+            series("sglang:token_usage", "0", "0", 0.2),
+            series("sglang:token_usage", "0", "1", 0.2),
+            series("sglang:token_usage", "1", "0", 0.6),
+            series("sglang:token_usage", "1", "1", 0.6),
         ],
     )
     got = {name: (labels, value) for name, labels, value in aggregate_ranks("sglang", rows)}
-    assert got["requests_running"] == ({"model_name": "m"}, 8.0)
+    assert got["requests_running"] == ({"model_name": "m"}, 8.0)  # 3 + 5, not 16
     assert got["kv_cache_usage_ratio"][1] == pytest.approx(0.4)
     per_gpu = normalise_gauges(
         "dcgm", [("DCGM_FI_DEV_GPU_UTIL", {"gpu": str(i)}, 10.0 * i) for i in range(3)]

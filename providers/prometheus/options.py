@@ -16,10 +16,6 @@ from optiinfra.config import ProviderConfig
 from optiinfra.errors import ConfigError, ConfigIssue
 from providers.base import parse_options as parse_provider_options
 
-#: Labels that name copies of one engine's state (tensor/pipeline/expert-parallel ranks
-#: of one scheduler): the collector takes one of them (max), never their sum.
-REPLICA_RANK_LABELS: tuple[str, ...] = ("tp_rank", "pp_rank", "moe_ep_rank")
-
 
 class PrometheusOptions(BaseModel):
     """``options:`` accepted by a ``prometheus`` provider entry."""

@@ -42,9 +42,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from optiinfra.errors import OptiInfraError
-from optiinfra.metrics import SourceMapping, canonical_labels, mappings
+from optiinfra.metrics import REPLICA_RANK_LABELS, SourceMapping, canonical_labels, mappings
 from providers.prometheus.detect import detect, name_matcher
-from providers.prometheus.options import REPLICA_RANK_LABELS
 from providers.prometheus.series import LabelPolicy, Row, table_rank
 
 _AGG = {"sum": "sum", "mean": "avg", "max": "max"}

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
-from optiinfra.metrics import RANK_LABELS, SourceMapping, mappings
-from providers.prometheus.options import REPLICA_RANK_LABELS
+from optiinfra.metrics import RANK_LABELS, REPLICA_RANK_LABELS, SourceMapping, mappings
 
 #: Rank labels that tell independent engines apart (data parallelism): aggregated the way
 #: the table says. The other rank labels are copies (:data:`REPLICA_RANK_LABELS`).
