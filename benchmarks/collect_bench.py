@@ -49,7 +49,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import shlex
 import shutil
@@ -70,6 +69,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine as common_machine  # noqa: E402
+from benchmarks.machine import profile_area  # noqa: E402
 from tests.e2e.prometheus_server import free_port, scrape_config  # noqa: E402
 
 MODEL = "meta-llama/Llama-3.2-1B"
@@ -398,7 +399,7 @@ def profile_direct(config: Path, cpu: Cpu, top_n: int) -> dict[str, Any]:
         if "epoll" in func or func == "<method 'poll' of 'select.epoll' objects>":
             idle += tottime  # the loop waiting for the servers: not the collector's work
             continue
-        area = _area(filename)
+        area = profile_area(filename)
         by_area[area] = by_area.get(area, 0.0) + tottime
         top.append((tottime, cumtime, calls, f"{area}:{line}({func})"))
     busy = sum(by_area.values())
@@ -423,19 +424,6 @@ def profile_direct(config: Path, cpu: Cpu, top_n: int) -> dict[str, Any]:
             for t, c, k, n in top[:30]
         ],
     }
-
-
-def _area(filename: str) -> str:
-    """A profile entry's package, or the project's module."""
-    if filename.startswith(("~", "<")):
-        return "builtins"
-    parts = Path(filename).parts
-    if "site-packages" in parts:
-        return parts[parts.index("site-packages") + 1]
-    for top in ("providers", "optiinfra", "tasks", "flows"):
-        if top in parts and str(ROOT) in filename:
-            return "/".join(parts[parts.index(top) :])
-    return Path(filename).stem if "python3" in filename else filename
 
 
 # -- 2. through Prometheus --------------------------------------------------------------
@@ -584,21 +572,7 @@ def _cores(block: dict[str, Any], name: str) -> str:
 
 
 def machine() -> dict[str, Any]:
-    cpu_model = ""
-    with suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "prometheus": _prometheus_version(),
-    }
+    return {**common_machine(), "prometheus": _prometheus_version()}
 
 
 def _prometheus_version() -> str | None:

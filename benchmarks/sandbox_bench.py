@@ -49,7 +49,6 @@ import gc
 import io
 import json
 import os
-import platform
 import pstats
 import resource
 import shlex
@@ -66,6 +65,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import machine as common_machine
+from benchmarks.machine import profile_area
 from optiinfra.sandbox.fleet import Fleet
 from optiinfra.sandbox.load import LoadGenerator, schedule
 from optiinfra.sandbox.spec import DeploymentSpec, EngineArgs, FleetSpec, LoadSpec, SandboxSettings
@@ -610,7 +611,7 @@ async def profile_server(fleet: Fleet, args: argparse.Namespace, rate: float) ->
         if "epoll" in func:  # the loop waiting for sockets and timers: idle, not work
             idle += tottime
             continue
-        area = _area(filename)
+        area = profile_area(filename)
         by_area[area] = by_area.get(area, 0.0) + tottime
         top.append((tottime, cumtime, calls, f"{area}:{line}({func})"))
     total = sum(by_area.values())
@@ -635,18 +636,6 @@ async def profile_server(fleet: Fleet, args: argparse.Namespace, rate: float) ->
             for t, c, k, n in top[:30]
         ],
     }
-
-
-def _area(filename: str) -> str:
-    """A profile entry's package (h11, asyncio, ...) or sandbox module."""
-    if filename.startswith("~") or filename.startswith("<"):
-        return "builtins"
-    parts = Path(filename).parts
-    if "optiinfra" in parts:
-        return "/".join(parts[parts.index("optiinfra") :])
-    if "site-packages" in parts:
-        return parts[parts.index("site-packages") + 1]
-    return Path(filename).stem if "python3" in filename else filename
 
 
 # -- part 3: the model against the Argonne tables --------------------------------------
@@ -689,23 +678,7 @@ def _pct(s: dict[str, float]) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    cpu_model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-    }
+    return {**common_machine(), "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1]}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

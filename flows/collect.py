@@ -30,7 +30,7 @@ from optiinfra.config import OptiInfraConfig, ProviderConfig
 from optiinfra.errors import OptiInfraError
 from optiinfra.runtime import load_runtime
 from optiinfra.settings import Settings, get_settings
-from optiinfra.store.state import CollectionRun, CollectionStatus
+from optiinfra.store.state import CollectionStatus
 from tasks.collect import (
     ProviderResult,
     collect_provider,
@@ -124,25 +124,11 @@ def due_providers(
 def last_collected(state_url: str, names: Iterable[str]) -> dict[str, datetime]:
     """When each named provider's last successful (ok or partial) collection started,
     from the state store's ``collection_runs``; providers never collected are absent."""
-    from sqlalchemy import func, select
-    from sqlmodel import col
-
     from optiinfra.store.state import open_state
 
-    wanted = list(names)
-    if not wanted:
-        return {}
-    started = func.max(CollectionRun.started_at)
-    statement = (
-        select(CollectionRun.provider, started)
-        .where(col(CollectionRun.provider).in_(wanted))
-        .where(col(CollectionRun.status) != CollectionStatus.FAILED)
-        .group_by(col(CollectionRun.provider))
-    )
     state = open_state(state_url)
     try:
-        with state.session(readonly=True) as session:
-            return {provider: at for provider, at in session.execute(statement).all()}
+        return state.last_successful_collections(names)
     finally:
         state.close()
 

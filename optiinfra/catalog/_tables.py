@@ -36,6 +36,14 @@ def number(filename: str, line: int, row: dict[str, str], column: str) -> float 
         raise CatalogError(f"{filename}:{line}: {column}: not a number: {raw!r}") from exc
 
 
+def required(filename: str, line: int, row: dict[str, str], column: str) -> float:
+    """The float in ``column``; a clear error when it is empty or not a number."""
+    value = number(filename, line, row, column)
+    if value is None:
+        raise CatalogError(f"{filename}:{line}: {column}: required value is empty")
+    return value
+
+
 def normalise_key(name: str) -> str:
     """Lookup key for names typed by people: case, spaces, dashes and underscores ignored."""
     return "".join(ch for ch in name.lower() if ch.isalnum() or ch in "./")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from optiinfra.catalog._tables import CatalogError, normalise_key, number, read_rows
+from optiinfra.catalog._tables import CatalogError, normalise_key, number, read_rows, required
 
 _FILE = "gpu_specs.csv"
 
@@ -69,32 +69,30 @@ def gpu_specs() -> dict[str, GpuSpec]:
     """Every GPU in the table, by its canonical name."""
     specs: dict[str, GpuSpec] = {}
     for line, row in read_rows(_FILE):
-
-        def req(column: str, line: int = line, row: dict[str, str] = row) -> float:
-            value = number(_FILE, line, row, column)
-            if value is None:
-                raise CatalogError(f"{_FILE}:{line}: {column}: required value is empty")
-            return value
-
         specs[row["gpu"]] = GpuSpec(
             name=row["gpu"],
-            memory_gib=req("memory_gib"),
+            memory_gib=required(_FILE, line, row, "memory_gib"),
             memory_type=row["memory_type"],
-            memory_bandwidth_gbps=req("memory_bandwidth_gbps"),
-            fp16_tflops=req("fp16_dense_tflops"),
+            memory_bandwidth_gbps=required(_FILE, line, row, "memory_bandwidth_gbps"),
+            fp16_tflops=required(_FILE, line, row, "fp16_dense_tflops"),
             bf16_tflops=number(_FILE, line, row, "bf16_dense_tflops"),
             fp8_tflops=number(_FILE, line, row, "fp8_dense_tflops"),
             int8_tops=number(_FILE, line, row, "int8_dense_tops"),
-            tdp_watts=req("tdp_watts"),
+            tdp_watts=required(_FILE, line, row, "tdp_watts"),
             source=row["source"],
         )
     return specs
 
 
+@cache
+def _by_key() -> dict[str, GpuSpec]:
+    return {normalise_key(n): spec for n, spec in gpu_specs().items()}
+
+
 def gpu_spec(name: str) -> GpuSpec:
     """The spec of a GPU by its table name or a common alias ("H100", "A100-80GB", "L4")."""
     specs = gpu_specs()
-    by_key = {normalise_key(n): spec for n, spec in specs.items()}
+    by_key = _by_key()
     key = normalise_key(name)
     if key in by_key:
         return by_key[key]

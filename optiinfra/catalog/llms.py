@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from optiinfra.catalog._tables import CatalogError, normalise_key, number, read_rows
+from optiinfra.catalog._tables import CatalogError, normalise_key, read_rows, required
 
 _FILE = "models.csv"
 
@@ -46,24 +46,17 @@ def _table() -> tuple[dict[str, ModelSpec], dict[str, str]]:
     specs: dict[str, ModelSpec] = {}
     keys: dict[str, str] = {}
     for line, row in read_rows(_FILE):
-
-        def req(column: str, line: int = line, row: dict[str, str] = row) -> float:
-            value = number(_FILE, line, row, column)
-            if value is None:
-                raise CatalogError(f"{_FILE}:{line}: {column}: required value is empty")
-            return value
-
         spec = ModelSpec(
             name=row["model"],
-            params_b=req("params_b"),
-            active_params_b=req("active_params_b"),
-            layers=int(req("layers")),
-            hidden_size=int(req("hidden_size")),
-            attention_heads=int(req("attention_heads")),
-            kv_heads=int(req("kv_heads")),
-            head_dim=int(req("head_dim")),
-            vocab_size=int(req("vocab_size")),
-            max_context=int(req("max_context")),
+            params_b=required(_FILE, line, row, "params_b"),
+            active_params_b=required(_FILE, line, row, "active_params_b"),
+            layers=int(required(_FILE, line, row, "layers")),
+            hidden_size=int(required(_FILE, line, row, "hidden_size")),
+            attention_heads=int(required(_FILE, line, row, "attention_heads")),
+            kv_heads=int(required(_FILE, line, row, "kv_heads")),
+            head_dim=int(required(_FILE, line, row, "head_dim")),
+            vocab_size=int(required(_FILE, line, row, "vocab_size")),
+            max_context=int(required(_FILE, line, row, "max_context")),
             source=row["source"],
         )
         specs[spec.name] = spec

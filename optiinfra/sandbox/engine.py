@@ -320,7 +320,7 @@ class EngineCore:
     def _commit(self, step: _Step) -> None:
         end = step.end
         self.clock = end
-        self.truth.record_step(step.seconds, step.cost, len(step.decode), end)
+        self.truth.record_step(step.seconds, step.cost, end)
         if self.book is not None:
             prefilled = sum(n for _r, n in step.prefill)
             if prefilled:

@@ -29,17 +29,15 @@ from typing import Any
 
 from optiinfra.catalog import gpu_spec, model_spec
 from optiinfra.config import load_yaml_model
-from optiinfra.errors import ConfigError, ConfigIssue, OptiInfraError
+from optiinfra.errors import ConfigError, ConfigIssue
+from optiinfra.sandbox.checks import CHANGEABLE, changed_spec, deployment_problems
 from optiinfra.sandbox.http import HTTPError, Listener, Request, Response
-from optiinfra.sandbox.perf import StepTimeModel
 from optiinfra.sandbox.pricing import server_price
 from optiinfra.sandbox.quality import QualityModel
 from optiinfra.sandbox.server import SANDBOX_NOTICE, ServerIdentity, SimServer
 from optiinfra.sandbox.spec import DeploymentSpec, FleetSpec
 
 BUNDLED_FLEETS = ("default", "healthy")
-#: What a running deployment (or one replica) can be changed in: what an actuator changes.
-CHANGEABLE = frozenset({"engine_args", "gpu", "model", "market", "engine"})
 
 
 class LoadStats:
@@ -82,39 +80,6 @@ def load_fleet(source: str | Path) -> FleetSpec:
     if problems:
         raise ConfigError(problems)
     return spec
-
-
-def deployment_problems(d: DeploymentSpec) -> list[tuple[str, str]]:
-    """What keeps a deployment from being simulated: (field, message) pairs."""
-    problems: list[tuple[str, str]] = []
-    try:
-        gpu = gpu_spec(d.gpu)
-    except OptiInfraError as exc:
-        problems.append(("gpu", str(exc)))
-        gpu = None
-    try:
-        model = model_spec(d.model)
-    except OptiInfraError as exc:
-        problems.append(("model", str(exc)))
-        model = None
-    if gpu is not None and model is not None:
-        try:
-            StepTimeModel(gpu, model, d.engine_args)
-        except OptiInfraError as exc:
-            problems.append(("engine_args", str(exc)))
-        if d.engine_args.max_model_len and d.engine_args.max_model_len > model.max_context:
-            problems.append(
-                (
-                    "engine_args.max_model_len",
-                    f"{d.engine_args.max_model_len} exceeds the {model.max_context}-token context "
-                    f"of {model.name}",
-                )
-            )
-        try:
-            server_price(d)
-        except OptiInfraError as exc:
-            problems.append(("gpu", f"no price for it: {exc}"))
-    return problems
 
 
 class Fleet:
@@ -392,12 +357,7 @@ class Fleet:
                 {"sandbox": True, "deployments": {n: st.summary() for n, st in self.loads.items()}}
             )
         if path == "/sandbox/truth" and method == "GET":
-            window = request.query.get("window")
-            try:
-                seconds = float(window) if window else None
-            except ValueError:
-                raise HTTPError(400, f"window must be seconds, got {window!r}") from None
-            return Response.json(self.truth(seconds))
+            return Response.json(self.truth(request.seconds("window")))
         parts = path.split("/")
         if len(parts) == 4 and parts[:3] == ["", "sandbox", "deployments"] and method == "PATCH":
             return Response.json(await self.change_deployment(parts[3], request.json()))
@@ -426,31 +386,14 @@ class Fleet:
         if not isinstance(changes, dict):
             raise HTTPError(400, "the body must be a JSON object of changes")
         changes = dict(changes)
-        unknown = set(changes) - CHANGEABLE - {"replicas"}
-        if unknown:
-            raise HTTPError(
-                400,
-                f"cannot change {sorted(unknown)} of a running deployment; changeable: "
-                f"{sorted(CHANGEABLE | {'replicas'})}",
-            )
         replicas = changes.pop("replicas", None)
         if replicas is not None and (not isinstance(replicas, int) or replicas < 0):
             raise HTTPError(400, "replicas must be a non-negative integer")
         d = self.deployments[name]
         if changes:
-            merged = d.model_dump()
-            if "engine_args" in changes:
-                merged["engine_args"] = {**merged["engine_args"], **changes.pop("engine_args")}
-            merged.update(changes)
-            try:
-                d = DeploymentSpec.model_validate(merged)
-            except Exception as exc:
-                raise HTTPError(400, f"invalid change to {name}: {exc}") from None
-            problems = deployment_problems(d)
-            if problems:
-                raise HTTPError(400, "; ".join(f"{f}: {m}" for f, m in problems))
+            d = changed_spec(d, changes, extra_keys={"replicas"})
             for server in self.servers[name]:
-                server.reconfigure({k: v for k, v in d.model_dump().items() if k in CHANGEABLE})
+                server.apply(changed_spec(server.spec, _changeable(d)))
             self.deployments[name] = d
         if replicas is not None:
             while len(self.servers[name]) < replicas:
@@ -462,3 +405,8 @@ class Fleet:
             if generator is not None:
                 generator.set_base_urls([self.endpoint(s) for s in self.servers[name]])
         return self.describe()
+
+
+def _changeable(d: DeploymentSpec) -> dict[str, Any]:
+    """A deployment's changeable fields, as changes to apply to each of its replicas."""
+    return {k: v for k, v in d.model_dump().items() if k in CHANGEABLE}

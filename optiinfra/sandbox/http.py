@@ -48,6 +48,16 @@ class Request:
     def query(self) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(urlsplit(self.target).query).items()}
 
+    def seconds(self, name: str) -> float | None:
+        """A query parameter in seconds (None when absent); 400 when it is not a number."""
+        raw = self.query.get(name)
+        if not raw:
+            return None
+        try:
+            return float(raw)
+        except ValueError:
+            raise HTTPError(400, f"{name} must be seconds, got {raw!r}") from None
+
     def json(self) -> Any:
         """The body parsed as JSON; :class:`HTTPError` 400 when it is not."""
         try:

@@ -15,6 +15,8 @@ N tokens, and shared prefixes hash to shared KV blocks.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import itertools
 import random
 import time
@@ -23,17 +25,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from optiinfra.catalog import gpu_spec, model_spec
 from optiinfra.sandbox import openai_api
+from optiinfra.sandbox.checks import changed_spec
 from optiinfra.sandbox.engine import EngineCore, SimRequest, prompt_block_hashes
 from optiinfra.sandbox.exposition import gpu_book, metrics_book
 from optiinfra.sandbox.gpus import gpu_readings
 from optiinfra.sandbox.http import HTTPError, Request, Response
 from optiinfra.sandbox.observations import FinishedRequest, MetricsBook
 from optiinfra.sandbox.perf import StepTimeModel
-from optiinfra.sandbox.pricing import server_price
 from optiinfra.sandbox.quality import QualityModel
 from optiinfra.sandbox.spec import DeploymentSpec
 
@@ -118,10 +118,11 @@ class ServerIdentity:
         return f"{self.deployment}-{self.replica}"
 
 
+@functools.lru_cache(maxsize=1024)
 def config_id(spec: DeploymentSpec) -> str:
-    """A short stable id of what changes behaviour (model, GPU, engine arguments)."""
-    import hashlib
+    """A short stable id of what changes behaviour (model, GPU, engine arguments).
 
+    Cached per spec (specs are frozen): every response carries it in a header."""
     key = f"{spec.model}|{spec.gpu}|{spec.engine}|{spec.engine_args.model_dump_json()}"
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -191,32 +192,12 @@ class SimServer:
 
     # --- configuration -----------------------------------------------------------------
 
-    def reconfigure(self, changes: dict[str, Any]) -> DeploymentSpec:
-        """Apply changes of ``engine_args`` (merged), ``gpu``, ``model``, ``market`` or
-        ``engine`` to this replica. Like a real engine restarted with new arguments, its
-        /metrics counters start again from zero when the metrics' settings change."""
-        allowed = {"engine_args", "gpu", "model", "market", "engine"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise HTTPError(400, f"cannot change {sorted(unknown)}; changeable: {sorted(allowed)}")
-        merged = self.spec.model_dump()
-        if "engine_args" in changes:
-            if not isinstance(changes["engine_args"], dict):
-                raise HTTPError(400, "engine_args must be an object")
-            merged["engine_args"] = {**merged["engine_args"], **changes["engine_args"]}
-        for key in allowed - {"engine_args"}:
-            if key in changes:
-                merged[key] = changes[key]
-        try:
-            spec = DeploymentSpec.model_validate(merged)
-            perf = StepTimeModel(gpu_spec(spec.gpu), model_spec(spec.model), spec.engine_args)
-            server_price(spec)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise HTTPError(400, f"invalid configuration: {where}: {first['msg']}") from None
-        except Exception as exc:  # unknown GPU/model, model does not fit
-            raise HTTPError(400, f"invalid configuration: {exc}") from None
+    def apply(self, spec: DeploymentSpec) -> None:
+        """Run this replica with ``spec`` from now on (checked by
+        :func:`~optiinfra.sandbox.checks.changed_spec`). Like a real engine restarted with
+        new arguments, its /metrics counters start again from zero when the metrics'
+        settings change."""
+        perf = StepTimeModel(gpu_spec(spec.gpu), model_spec(spec.model), spec.engine_args)
         if _book_options(spec) != _book_options(self.spec):
             self.book = _book_for(spec)
             self.engine.book = self.book
@@ -225,7 +206,6 @@ class SimServer:
         self.perf = perf
         self.spec = spec
         self._kick()
-        return spec
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -281,17 +261,10 @@ class SimServer:
             if method == "GET":
                 return Response.json(self.describe())
             if method in ("PATCH", "PUT", "POST"):
-                body = request.json()
-                if not isinstance(body, dict):
-                    raise HTTPError(400, "the body must be a JSON object of changes")
-                self.reconfigure(body)
+                self.apply(changed_spec(self.spec, request.json()))
                 return Response.json(self.describe())
         if path == "/admin/truth" and method == "GET":
-            window = request.query.get("window")
-            try:
-                seconds = float(window) if window else None
-            except ValueError:
-                raise HTTPError(400, f"window must be seconds, got {window!r}") from None
+            seconds = request.seconds("window")
             self.engine.advance(self.now())
             summary = self.engine.truth.summary(self.now(), seconds)
             summary.update(

@@ -33,7 +33,6 @@ class _Second:
     tensor: float = 0.0
     dram: float = 0.0
     energy_j: float = 0.0  # during iterations, per GPU
-    tokens: int = 0
 
 
 def _percentile(sorted_values: list[float], q: float) -> float | None:
@@ -61,7 +60,7 @@ class GroundTruth:
         self.recent: deque[tuple[float, FinishedRequest]] = deque(maxlen=recent)
         self.seconds: deque[_Second] = deque(maxlen=_ACTIVITY_SECONDS)
 
-    def record_step(self, seconds: float, cost: _Cost, decode_seqs: int, end: float) -> None:
+    def record_step(self, seconds: float, cost: _Cost, end: float) -> None:
         self.steps += 1
         self.busy_seconds += seconds
         energy = seconds * cost.power_watts
@@ -76,7 +75,6 @@ class GroundTruth:
         b.tensor += seconds * cost.tensor_active
         b.dram += seconds * cost.dram_active
         b.energy_j += energy
-        b.tokens += decode_seqs
 
     def record_finished(self, record: FinishedRequest, now: float) -> None:
         if record.finish_reason == "abort":

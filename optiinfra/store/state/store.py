@@ -16,8 +16,9 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +243,22 @@ class StateStore:
                 .limit(max(0, int(limit)))
             )
             return list(session.exec(statement).scalars())
+
+    def last_successful_collections(self, providers: Iterable[str]) -> dict[str, datetime]:
+        """When each named provider's last ok or partial collection started; providers
+        never collected successfully are absent (a failed run does not count)."""
+        wanted = list(providers)
+        if not wanted:
+            return {}
+        started = func.max(CollectionRun.started_at)
+        statement = (
+            select(CollectionRun.provider, started)
+            .where(col(CollectionRun.provider).in_(wanted))
+            .where(col(CollectionRun.status) != CollectionStatus.FAILED)
+            .group_by(col(CollectionRun.provider))
+        )
+        with self.session(readonly=True) as session:
+            return {provider: at for provider, at in session.execute(statement).all()}
 
     def count(self, table: str) -> int:
         """Rows in one state table (``KeyError`` for a name that is not one)."""
