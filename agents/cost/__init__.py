@@ -1,0 +1,1 @@
+"""The cost agent (idle, right-size, spot, commitments) and its allocation program."""

@@ -1,0 +1,1 @@
+"""The cost agent's detectors: plain functions from a context to proposals."""

@@ -1,0 +1,1 @@
+"""The performance agent: bottleneck analysis and engine-argument tuning."""

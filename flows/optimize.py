@@ -1,0 +1,166 @@
+"""The optimize flow: read the stores, run the agents in parallel, coordinate, store
+the plans, publish a markdown artifact.
+
+Approval (a paused run with a typed form) and rollout come in later flows; here a plan
+ends ``pending_approval`` in the state store, and nothing is applied.
+
+The agents run as Prefect tasks on a thread pool: the fleet context (pandas frames) is
+shared in memory rather than serialised to other processes, and the agents' work is
+numpy/pandas and the capacity model, which release the GIL for much of it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, Field
+
+from agents.common.agent import AgentDeps
+from agents.common.proposals import Proposal
+from agents.context import ContextWindow, FleetContext, load_context
+from agents.coordinator import CoordinatorResult, coordinate, plan_summary
+from agents.plans import save_result
+from agents.registry import all_agents, get_agent
+from agents.report import render_report
+from optiinfra.config.schema import parse_duration
+from optiinfra.runtime import Runtime, load_runtime
+
+
+class AgentRun(BaseModel):
+    agent: str
+    proposals: list[Proposal]
+    notes: list[str] = Field(default_factory=list)
+    seconds: float
+
+
+class OptimizeSummary(BaseModel):
+    """What one optimize run found and stored."""
+
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    plans: list[dict[str, Any]]
+    plan_ids: list[str]
+    discarded: list[dict[str, Any]]
+    notes: list[str]
+    timings: dict[str, float]
+
+
+@task(name="load-context", cache_policy=NO_CACHE)
+def load_context_task(runtime: Runtime, recent_seconds: float) -> FleetContext:
+    store = runtime.open_timeseries()
+    try:
+        window = ContextWindow(recent=timedelta(seconds=recent_seconds))
+        return load_context(store, runtime.config, window=window)
+    finally:
+        store.close()
+
+
+@task(name="run-agent", cache_policy=NO_CACHE, task_run_name="agent-{name}")
+def run_agent_task(name: str, context: FleetContext, deps: AgentDeps) -> AgentRun:
+    started = time.perf_counter()
+    agent = get_agent(name)
+    proposals, notes = agent.run(context, deps)
+    return AgentRun(
+        agent=name, proposals=proposals, notes=notes, seconds=time.perf_counter() - started
+    )
+
+
+def build_deps(runtime: Runtime, *, use_llm: bool) -> AgentDeps:
+    explainer = None
+    if use_llm and runtime.config.llm.provider != "none":
+        from optiinfra.llm import build_explainer
+
+        explainer = build_explainer(
+            runtime.config.llm, cache_dir=runtime.settings.home / "llm-cache"
+        )
+    return AgentDeps(explainer=explainer)
+
+
+@flow(name="optimize", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
+def optimize_flow(
+    config_path: str | None = None,
+    window: str = "1h",
+    agents: list[str] | None = None,
+    use_llm: bool = True,
+) -> OptimizeSummary:
+    """Analyse the fleet over the last ``window`` and store ranked plans for approval."""
+    logger = get_run_logger()
+    started = datetime.now(UTC)
+    runtime = load_runtime(config_path)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    context = load_context_task(runtime, parse_duration(window))
+    timings["load context"] = time.perf_counter() - t0
+    deps = build_deps(runtime, use_llm=use_llm)
+    chosen = all_agents(agents)
+    futures = [run_agent_task.submit(a.name, context, deps) for a in chosen]
+    runs: list[AgentRun] = [f.result() for f in futures]
+    proposals = [p for r in runs for p in r.proposals]
+    notes = list(context.notes) + [f"[{r.agent}] {n}" for r in runs for n in r.notes]
+    for r in runs:
+        timings[f"agent {r.agent}"] = r.seconds
+    t0 = time.perf_counter()
+    result: CoordinatorResult = coordinate(proposals, chosen, context, deps)
+    timings["coordinator"] = time.perf_counter() - t0
+    run_id = _run_id()
+    t0 = time.perf_counter()
+    state = runtime.open_state()
+    try:
+        state.sync_config(runtime.config)
+        stored = save_result(state, result, run_id=run_id)
+    finally:
+        state.close()
+    timings["store plans"] = time.perf_counter() - t0
+    llm = runtime.config.llm.provider if deps.explainer is not None else "none (template text)"
+    report = render_report(
+        result,
+        run_id=run_id,
+        timings=timings,
+        notes=notes,
+        plan_ids={s.rank: s.plan_id for s in stored},
+        llm=llm,
+    )
+    create_markdown_artifact(
+        key="optimize-report",
+        markdown=report,
+        description=f"{len(result.plans)} plan(s) from optimize run",
+    )
+    for plan in result.plans:
+        logger.info(
+            "plan %d: %s (%s/month)", plan.rank, plan.title, f"${plan.monthly_saving_usd:,.0f}"
+        )
+    return OptimizeSummary(
+        run_id=run_id,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        plans=[plan_summary(p) for p in result.plans],
+        plan_ids=[s.plan_id for s in stored],
+        discarded=[
+            {
+                "agent": d.proposal.agent,
+                "target": d.proposal.target,
+                "kind": d.proposal.kind,
+                "status": d.status,
+                "reason": d.reason,
+            }
+            for d in result.discarded()
+        ],
+        notes=notes,
+        timings={k: round(v, 3) for k, v in timings.items()},
+    )
+
+
+def _run_id() -> str:
+    try:
+        return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    except Exception:
+        return uuid.uuid4().hex
