@@ -8,6 +8,7 @@ assessments updated) instead of stored again, so people never see duplicates.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +43,23 @@ class StoredPlan:
     new: bool
 
 
+def json_safe(value: Any) -> Any:
+    """JSON columns refuse NaN and infinity: they become None (unknown / unbounded)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, int | str | bool) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return json_safe(value.item())
+    return str(value)
+
+
 def _deltas(proposal_or_plan: Any) -> dict[str, Any]:
-    return {k: v.model_dump() for k, v in proposal_or_plan.expected_deltas.items()}
+    return json_safe({k: v.model_dump() for k, v in proposal_or_plan.expected_deltas.items()})
 
 
 def _recommendation(decision: Decision, run_id: str) -> Recommendation:
@@ -55,7 +71,7 @@ def _recommendation(decision: Decision, run_id: str) -> Recommendation:
     if decision.reason:
         evidence["_decision_reason"] = decision.reason
     if decision.assessments:
-        evidence["_assessments"] = [a.model_dump(mode="json") for a in decision.assessments]
+        evidence["_assessments"] = [a.model_dump() for a in decision.assessments]
     if p.recalled:
         evidence["_recalled"] = p.recalled
     return Recommendation(
@@ -64,11 +80,11 @@ def _recommendation(decision: Decision, run_id: str) -> Recommendation:
         agent=p.agent,
         kind=p.kind,
         target=p.target,
-        change=p.change,
+        change=json_safe(p.change),
         expected_deltas=_deltas(p),
         confidence=p.confidence,
         risk=Risk(p.risk.value),
-        evidence=evidence,
+        evidence=json_safe(evidence),
         narrative=p.narrative,
         status=_STATUS[decision.status],
     )
@@ -76,25 +92,17 @@ def _recommendation(decision: Decision, run_id: str) -> Recommendation:
 
 def _pending_by_keys(store: StateStore) -> dict[frozenset[str], Plan]:
     with store.session(readonly=True) as session:
-        plans = (
-            session.exec(select(Plan).where(Plan.status == PlanStatus.PENDING_APPROVAL))
-            .scalars()
-            .all()
-        )
+        plans = session.exec(select(Plan).where(Plan.status == PlanStatus.PENDING_APPROVAL)).all()
         found: dict[frozenset[str], Plan] = {}
         for plan in plans:
-            rows = (
-                session.exec(
-                    select(Recommendation)
-                    .join(
-                        PlanRecommendation,
-                        PlanRecommendation.recommendation_id == Recommendation.id,
-                    )
-                    .where(PlanRecommendation.plan_id == plan.id)
+            rows = session.exec(
+                select(Recommendation)
+                .join(
+                    PlanRecommendation,
+                    PlanRecommendation.recommendation_id == Recommendation.id,
                 )
-                .scalars()
-                .all()
-            )
+                .where(PlanRecommendation.plan_id == plan.id)
+            ).all()
             keys = frozenset(str(r.evidence.get("_key", "")) for r in rows)
             found[keys] = plan
     return found
@@ -144,7 +152,7 @@ def save_result(
 
 def _fill(row: Plan, plan: PlanDraft, flow_run_id: str | None) -> None:
     row.rank = plan.rank
-    row.assessments = [a.model_dump(mode="json") for a in plan.assessments]
+    row.assessments = json_safe([a.model_dump() for a in plan.assessments])
     row.expected_deltas = _deltas(plan)
     row.summary = plan.title
     if flow_run_id:
@@ -171,10 +179,6 @@ def _audit(plan: PlanDraft, plan_id: str, run_id: str, new: bool) -> Any:
 def pending_plans(store: StateStore) -> Sequence[Plan]:
     """Plans waiting for a decision, best rank first."""
     with store.session(readonly=True) as session:
-        return (
-            session.exec(
-                select(Plan).where(Plan.status == PlanStatus.PENDING_APPROVAL).order_by(Plan.rank)
-            )
-            .scalars()
-            .all()
-        )
+        return session.exec(
+            select(Plan).where(Plan.status == PlanStatus.PENDING_APPROVAL).order_by(Plan.rank)
+        ).all()

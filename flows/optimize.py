@@ -27,6 +27,7 @@ from agents.common.agent import AgentDeps
 from agents.common.proposals import Proposal
 from agents.context import ContextWindow, FleetContext, load_context
 from agents.coordinator import CoordinatorResult, coordinate, plan_summary
+from agents.cost.thresholds import CostThresholds
 from agents.plans import save_result
 from agents.registry import all_agents, get_agent
 from agents.report import render_report
@@ -75,6 +76,12 @@ def run_agent_task(name: str, context: FleetContext, deps: AgentDeps) -> AgentRu
 
 
 def build_deps(runtime: Runtime, *, use_llm: bool) -> AgentDeps:
+    """The run's explainer and thresholds, from ``providers.yaml``."""
+    settings = runtime.config.optimize
+    thresholds = CostThresholds(
+        idle_min_span_seconds=settings.idle_min_observed,
+        min_saving_usd_per_month=settings.min_saving_usd_per_month,
+    )
     explainer = None
     if use_llm and runtime.config.llm.provider != "none":
         from optiinfra.llm import build_explainer
@@ -82,23 +89,25 @@ def build_deps(runtime: Runtime, *, use_llm: bool) -> AgentDeps:
         explainer = build_explainer(
             runtime.config.llm, cache_dir=runtime.settings.home / "llm-cache"
         )
-    return AgentDeps(explainer=explainer)
+    return AgentDeps(explainer=explainer, extra={"cost_thresholds": thresholds})
 
 
 @flow(name="optimize", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
 def optimize_flow(
     config_path: str | None = None,
-    window: str = "1h",
+    window: str | None = None,
     agents: list[str] | None = None,
     use_llm: bool = True,
 ) -> OptimizeSummary:
-    """Analyse the fleet over the last ``window`` and store ranked plans for approval."""
+    """Analyse the fleet over the last ``window`` (default: ``optimize.window`` of
+    providers.yaml, 1h) and store ranked plans for approval."""
     logger = get_run_logger()
     started = datetime.now(UTC)
     runtime = load_runtime(config_path)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    context = load_context_task(runtime, parse_duration(window))
+    seconds = parse_duration(window) if window else runtime.config.optimize.window
+    context = load_context_task(runtime, seconds)
     timings["load context"] = time.perf_counter() - t0
     deps = build_deps(runtime, use_llm=use_llm)
     chosen = all_agents(agents)

@@ -9,6 +9,7 @@ from providers import (
     local,  # noqa: F401  (import for its registration)
     prometheus,  # noqa: F401  (import for its registration)
     quality,  # noqa: F401  (import for its registration)
+    sandbox,  # noqa: F401  (import for its registration)
 )
 from providers.base import CollectionContext, Feature, Provider
 from providers.registry import get_provider_class, provider_kinds, register

@@ -106,6 +106,12 @@ def _truthy(value: Any) -> bool | None:
     return str(value).strip().lower() in {"true", "1", "yes"}
 
 
+def normal_market(value: Any) -> str:
+    """``on_demand`` (the store's enum), ``on-demand``, ``OnDemand`` → ``on-demand``."""
+    text = str(value or "").strip().lower().replace("_", "-")
+    return "on-demand" if text in ("on-demand", "ondemand", "") else text
+
+
 def deployments_from_inventory(inventory: pd.DataFrame) -> pd.DataFrame:
     """One row per (tenant, provider, deployment) from the newest inventory rows."""
     if inventory.empty:
@@ -139,7 +145,7 @@ def deployments_from_inventory(inventory: pd.DataFrame) -> pd.DataFrame:
         row["gpus"].append((str(item.gpu_model), int(item.gpu_count or 0)))
         price = item.price_usd_per_hour
         row["prices"].append(float(price) if price is not None and pd.notna(price) else None)
-        row["markets"].append(str(item.market))
+        row["markets"].append(normal_market(item.market))
         row["states"].append(str(item.state))
         row["types"].append(str(item.instance_type))
     out = []

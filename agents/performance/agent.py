@@ -87,11 +87,12 @@ class PerformanceAgent(Agent):
         if workload is None or replicas < 1:
             return self._verdict(proposal, Verdict.CONCERN, "no token counts to predict with")
         gpu_count = int(change.get("gpu_count") or deployment["gpu_count"] or 1)
-        tp = int((change.get("engine_args") or {}).get("tensor_parallel_size") or 0) or None
         try:
-            overrides: dict[str, Any] = {"tensor_parallel": tp} if tp else {}
             cfg = capacity.config(
-                deployment, gpu=change.get("gpu"), gpu_count=gpu_count, **overrides
+                deployment,
+                gpu=change.get("gpu"),
+                gpu_count=gpu_count,
+                engine_args=change.get("engine_args") or {},
             )
             model = capacity.calibrated(deployment, stats)
             rate = float(stats["request_rate"]) / replicas

@@ -1,13 +1,20 @@
 """Engine-argument proposals for the bottlenecks found, each with predicted deltas.
 
-For every bottleneck the agent builds a few candidate argument changes, asks the
-capacity model (corrected by the deployment's own measurements) what each would do at
-the observed per-replica rate, and proposes the best candidate that is predicted to
-relieve the bottleneck. The prediction's interval is the figure's uncertainty.
+For every bottleneck the agent builds a few candidate argument changes and asks the
+capacity model (corrected by the deployment's own measurements) what the current
+arguments and each candidate give at the observed per-replica rate. Because the model
+is only roughly right in absolute terms near saturation, a candidate's effect is the
+model's *ratio* after / before applied to the observed figure: "p95 TTFT 11.9 s
+observed × 0.76 predicted = 9.0 s". A candidate is proposed only when it is predicted
+not to make latency worse (ratio ≤ 1.05) and to relieve the bottleneck: a latency
+ratio ≤ 0.9, or — for KV pressure — no more preemptions.
 
-* kv_pressure → fp8 KV cache (twice the tokens in the same memory) and/or a
-  ``max_num_seqs`` the KV cache can hold at the observed mean context, so running
-  requests stop being preempted.
+Preemptions are not in the capacity model; their cost is estimated from the metrics:
+a preempted request's prompt and generated tokens are computed again, so
+``preemptions/s × mean context`` tokens/s of prefill work are wasted.
+
+* kv_pressure → a ``max_num_seqs`` the KV cache holds at the observed mean context (so
+  running requests stop being preempted) and/or an fp8 KV cache.
 * queueing / batch_capped → a larger ``max_num_seqs`` where the KV cache has room.
 * prefill_bound → chunked prefill with a larger ``max_num_batched_tokens``.
 * decode_bound → FP8 weights on GPUs with FP8 tensor cores (a quantization: the
@@ -17,6 +24,7 @@ relieve the bottleneck. The prediction's interval is the figure's uncertainty.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from agents.common.proposals import Delta, Proposal, Risk
@@ -27,22 +35,42 @@ from optiinfra.catalog.gpus import gpu_spec
 from optiinfra.errors import OptiInfraError
 
 AGENT = "performance"
+NOT_WORSE = 1.05
+BETTER = 0.9
+
+
+@dataclass(frozen=True)
+class Candidate:
+    kind: str
+    change: dict[str, Any]
+    config: Any
+    prediction: Any
+    ttft_ratio: float  # predicted after / before (0 when before was saturated)
+    itl_ratio: float
+    stops_preemption: bool
+
+
+def _ratio(after: float, before: float) -> float:
+    if not math.isfinite(after):
+        return math.inf
+    if not math.isfinite(before) or before <= 0:
+        return 0.0 if math.isfinite(after) else math.inf
+    return after / before
 
 
 def _candidates(
-    bottleneck: Bottleneck, deployment: dict[str, Any], fit: Any, context_tokens: float
+    bottleneck: Bottleneck, deployment: dict[str, Any], holds: int
 ) -> list[tuple[str, dict[str, Any]]]:
     args = deployment.get("engine_args") or {}
     max_seqs = int(args.get("max_num_seqs") or 256)
     kv = str(args.get("kv_cache_dtype") or "auto")
-    holds = fit.max_concurrent_sequences(context_tokens) if fit is not None else 0
     out: list[tuple[str, dict[str, Any]]] = []
     if bottleneck.kind == "kv_pressure":
-        if holds >= 1 and holds < max_seqs:
+        if 1 <= holds < max_seqs:
             out.append(("engine_tuning", {"max_num_seqs": holds}))
         if kv == "auto":
             out.append(("engine_tuning", {"kv_cache_dtype": "fp8"}))
-            if holds >= 1 and 2 * holds < max_seqs:
+            if 1 <= 2 * holds < max_seqs:
                 out.append(("engine_tuning", {"kv_cache_dtype": "fp8", "max_num_seqs": 2 * holds}))
     elif bottleneck.kind in ("queueing", "batch_capped"):
         room = min(2 * max_seqs, holds)
@@ -65,6 +93,16 @@ def _candidates(
     return out
 
 
+def _relieves(bottleneck: Bottleneck, c: Candidate) -> bool:
+    if c.ttft_ratio > NOT_WORSE or c.itl_ratio > NOT_WORSE:
+        return False
+    if bottleneck.kind == "kv_pressure" and c.stops_preemption:
+        return True
+    if bottleneck.kind == "decode_bound":
+        return c.itl_ratio <= BETTER
+    return c.ttft_ratio <= BETTER
+
+
 def tuning_proposals(
     deployment: dict[str, Any],
     stats: dict[str, Any],
@@ -75,73 +113,74 @@ def tuning_proposals(
     workload = capacity.workload(stats)
     if workload is None:
         return [], [f"{name}: no token counts; tuning effects cannot be predicted"]
-    try:
-        current = capacity.config(deployment)
-    except OptiInfraError as exc:
-        return [], [f"{name}: {exc}"]
-    model = capacity.calibrated(deployment, stats)
     rate = capacity.rate_per_replica(deployment, stats)
     if not math.isfinite(rate) or rate <= 0:
         return [], []
-    fit = model.memory(current)
-    context_tokens = workload.prompt_tokens + workload.output_tokens
+    model = capacity.calibrated(deployment, stats)
     try:
+        current = capacity.config(deployment)
+        fit = model.memory(current)
         before = model.predict(current, workload, rate)
     except OptiInfraError as exc:
         return [], [f"{name}: {exc}"]
+    context_tokens = workload.prompt_tokens + workload.output_tokens
+    holds = fit.max_concurrent_sequences(context_tokens)
     proposals: list[Proposal] = []
     notes: list[str] = []
     seen: set[str] = set()
     for bottleneck in bottlenecks:
-        best: tuple[float, str, dict[str, Any], Any] | None = None
-        for kind, change in _candidates(bottleneck, deployment, fit, context_tokens):
+        found: list[Candidate] = []
+        for kind, change in _candidates(bottleneck, deployment, holds):
             try:
                 cfg = capacity.config(deployment, engine_args=change)
                 after = model.predict(cfg, workload, rate)
+                holds_after = model.memory(cfg).max_concurrent_sequences(context_tokens)
             except OptiInfraError as exc:
                 notes.append(f"{name}: candidate {change} not evaluated ({exc})")
                 continue
-            if after.saturated:
-                continue
-            score = after.ttft_p95_s.value
-            if best is None or score < best[0]:
-                best = (score, kind, change, (cfg, after))
-        if best is None:
-            if bottleneck.kind != "low_occupancy":
-                notes.append(
-                    f"{name}: {bottleneck.kind} ({bottleneck.summary}); no engine "
-                    "change predicted to relieve it"
-                )
+            candidate = Candidate(
+                kind=kind,
+                change=change,
+                config=cfg,
+                prediction=after,
+                ttft_ratio=_ratio(after.ttft_p95_s.value, before.ttft_p95_s.value),
+                itl_ratio=_ratio(after.itl_p95_s.value, before.itl_p95_s.value),
+                stops_preemption=int(cfg.max_num_seqs) <= holds_after,
+            )
+            if not after.saturated and _relieves(bottleneck, candidate):
+                found.append(candidate)
+        if not found:
+            notes.append(
+                f"{name}: {bottleneck.kind} ({bottleneck.summary}); no engine change is "
+                "predicted to relieve it without making latency worse"
+            )
             continue
-        _, kind, change, (cfg, after) = best
-        key = repr(sorted(change.items()))
+        best = min(found, key=lambda c: (c.ttft_ratio, c.itl_ratio, len(c.change)))
+        key = repr(sorted(best.change.items()))
         if key in seen:
             continue
         seen.add(key)
-        proposals.append(
-            _proposal(
-                deployment,
-                stats,
-                bottleneck,
-                kind,
-                change,
-                cfg,
-                after,
-                before,
-                model,
-                context_tokens,
-                fit,
-            )
-        )
+        proposals.append(_proposal(deployment, stats, bottleneck, best, before, fit, model,
+                                   context_tokens))  # fmt: skip
     return proposals, notes
 
 
-def _delta(after: Any, observed: float, unit: str, basis: str) -> Delta | None:
-    if not math.isfinite(observed) or not math.isfinite(after.value):
+def _scaled(observed: Any, ratio_low: float, ratio: float, ratio_high: float,
+            unit: str) -> Delta | None:  # fmt: skip
+    """The model's relative change applied to an observed figure, as a delta."""
+    try:
+        now = float(observed)
+    except (TypeError, ValueError):
         return None
-    high = after.high - observed if math.isfinite(after.high) else None
+    if not math.isfinite(now) or not math.isfinite(ratio):
+        return None
+    high = now * ratio_high - now if math.isfinite(ratio_high) else None
     return Delta(
-        value=after.value - observed, unit=unit, low=after.low - observed, high=high, basis=basis
+        value=now * ratio - now,
+        unit=unit,
+        low=now * ratio_low - now,
+        high=high,
+        basis=f"observed {now:.3g} {unit} × the capacity model's predicted ratio {ratio:.2f}",
     )
 
 
@@ -149,80 +188,82 @@ def _proposal(
     deployment: dict[str, Any],
     stats: dict[str, Any],
     bottleneck: Bottleneck,
-    kind: str,
-    change: dict[str, Any],
-    cfg: Any,
-    after: Any,
+    best: Candidate,
     before: Any,
+    fit: Any,
     model: Any,
     context_tokens: float,
-    fit_now: Any,
 ) -> Proposal:
-    fit_after = model.memory(cfg)
+    after = best.prediction
+    fit_after = model.memory(best.config)
     holds_after = fit_after.max_concurrent_sequences(context_tokens)
     args = dict(deployment.get("engine_args") or {})
     preempt = float(stats.get("preemptions_per_s") or 0.0)
-    basis = "capacity model, corrected by this deployment's metrics, vs observed p95"
+    prompt_rate = float(stats.get("prompt_tokens_per_s") or 0.0)
     deltas: dict[str, Delta] = {}
-    for name, est, observed in (
-        ("ttft_p95_s", after.ttft_p95_s, float(stats.get("ttft_p95_s") or math.nan)),
-        ("itl_p95_s", after.itl_p95_s, float(stats.get("itl_p95_s") or math.nan)),
+    for name, est, prev in (
+        ("ttft_p95_s", after.ttft_p95_s, before.ttft_p95_s.value),
+        ("itl_p95_s", after.itl_p95_s, before.itl_p95_s.value),
     ):
-        delta = _delta(est, observed, "s", basis)
+        delta = _scaled(stats.get(name), _ratio(est.low, prev), _ratio(est.value, prev),
+                        _ratio(est.high, prev), "s")  # fmt: skip
         if delta is not None:
             deltas[name] = delta
-    deltas["throughput_tokens_per_s"] = Delta(
-        value=after.output_tokens_per_s.value - before.output_tokens_per_s.value,
-        unit="tokens/s",
-        basis="capacity model, same rate before and after",
-    )
-    if bottleneck.kind == "kv_pressure" and int(cfg.max_num_seqs) <= holds_after:
+    wasted = preempt * context_tokens
+    if bottleneck.kind == "kv_pressure" and best.stops_preemption and preempt > 0:
         deltas["preemptions_per_s"] = Delta(
-            value=-preempt,
-            unit="preemptions/s",
-            basis="max_num_seqs within the KV cache's capacity at the mean context",
-        )
-    described = ", ".join(f"{k}={v}" for k, v in change.items())
-    was = ", ".join(f"{k}={args.get(k, 'default')}" for k in change)
+            value=-preempt, unit="preemptions/s",
+            basis=f"max_num_seqs {best.config.max_num_seqs} ≤ the {holds_after} sequences "
+            f"of {context_tokens:.0f} tokens the KV cache holds",
+        )  # fmt: skip
+        deltas["recomputed_prefill_tokens_per_s"] = Delta(
+            value=-wasted, unit="tokens/s",
+            basis="preemptions/s × mean context: prompt and generated tokens computed again",
+        )  # fmt: skip
+    described = ", ".join(f"{k}={v}" for k, v in best.change.items())
+    was = ", ".join(f"{k}={args.get(k, 'default')}" for k in best.change)
+    share = wasted / prompt_rate if prompt_rate > 0 else math.nan
+    ttft = deltas.get("ttft_p95_s")
+    predicted = f" and a p95 TTFT change of {ttft.value:+.2f} s" if ttft is not None else ""
     return Proposal(
         agent=AGENT,
-        kind=kind,
+        kind=best.kind,
         detector=bottleneck.kind,
         tenant=deployment["tenant"],
         provider=deployment["provider"],
         target=deployment["deployment"],
         title=f"{bottleneck.kind.replace('_', ' ').capitalize()} on "
         f"{deployment['deployment']}: {described}",
-        change={"engine_args": change},
+        change={"engine_args": best.change},
         expected_deltas=deltas,
-        confidence=0.6 if kind == "engine_tuning" else 0.5,
-        risk=Risk.HIGH if kind == "quantization" else Risk.LOW,
+        confidence=0.6 if best.kind == "engine_tuning" else 0.5,
+        risk=Risk.HIGH if best.kind == "quantization" else Risk.LOW,
         evidence={
             "bottleneck": bottleneck.kind,
             "bottleneck_figures": bottleneck.evidence,
             "engine_args_now": args,
-            "kv_capacity_tokens_now": fit_now.kv_capacity_tokens if fit_now else None,
+            "kv_capacity_tokens_now": fit.kv_capacity_tokens,
             "kv_capacity_tokens_after": fit_after.kv_capacity_tokens,
+            "sequences_kv_holds_now": fit.max_concurrent_sequences(context_tokens),
             "sequences_kv_holds_after": holds_after,
             "mean_context_tokens": round(context_tokens, 1),
-            "predicted_ttft_p95_s": [
-                after.ttft_p95_s.low,
-                after.ttft_p95_s.value,
-                after.ttft_p95_s.high,
-            ],
-            "predicted_itl_p95_s": [
-                after.itl_p95_s.low,
-                after.itl_p95_s.value,
-                after.itl_p95_s.high,
-            ],
+            "recomputed_share_of_prefill": None if math.isnan(share) else round(share, 3),
+            "predicted_ttft_ratio": round(best.ttft_ratio, 3),
+            "predicted_itl_ratio": round(best.itl_ratio, 3),
             "capacity_correction": after.correction,
         },
         narrative=(
             f"{deployment['deployment']} shows {bottleneck.kind.replace('_', ' ')}: "
-            f"{bottleneck.summary}. Changing {was} to {described} is predicted to give a "
-            f"p95 TTFT of {after.ttft_p95_s.value:.2f} s (range {after.ttft_p95_s.low:.2f}-"
-            f"{after.ttft_p95_s.high:.2f}) and a p95 inter-token latency of "
-            f"{after.itl_p95_s.value * 1000:.0f} ms at today's load; the KV cache then holds "
-            f"{holds_after} sequences of the mean length ({context_tokens:.0f} tokens)."
+            f"{bottleneck.summary}. Changing {was} to {described} lets the KV cache hold "
+            f"{holds_after} sequences of the mean length ({context_tokens:.0f} tokens) for "
+            f"at most {best.config.max_num_seqs} running"
+            + (
+                f", ending about {preempt:.3f} preemptions/s whose recomputation adds "
+                f"{share:.0%} to prefill work"
+                if "preemptions_per_s" in deltas and share == share
+                else ""
+            )
+            + f"; the capacity model predicts a p95 TTFT ratio of {best.ttft_ratio:.2f} and a "
+            f"p95 inter-token ratio of {best.itl_ratio:.2f}{predicted} at today's load."
         ),
     )

@@ -441,6 +441,22 @@ class LLMConfig(_Section):
         return "GROQ_API_KEY" if self.provider == "groq" else None
 
 
+class OptimizeSettings(_Section):
+    """How the optimize flow reads the fleet and when agents speak up."""
+
+    window: Duration = Field(
+        default=3600.0, description="Recent window of serving metrics agents analyse (1h)."
+    )
+    idle_min_observed: Duration = Field(
+        default=600.0,
+        description="Observed span of engine metrics needed before a deployment is called "
+        "idle; with less it is 'unknown', never 'idle'.",
+    )
+    min_saving_usd_per_month: float = Field(
+        default=25.0, ge=0, description="Smallest monthly saving worth proposing."
+    )
+
+
 class StoreURLs(_Section):
     """Store URLs; ``OPTIINFRA_*_URL`` environment variables take precedence."""
 
@@ -482,6 +498,9 @@ class OptiInfraConfig(_Section):
         default_factory=list, description="What each tenant allows OptiInfra to propose."
     )
     llm: LLMConfig = Field(default_factory=LLMConfig, description="Who writes explanations.")
+    optimize: OptimizeSettings = Field(
+        default_factory=OptimizeSettings, description="Analysis window and agent thresholds."
+    )
     stores: StoreURLs = Field(
         default_factory=StoreURLs, description="Store URLs (OPTIINFRA_*_URL overrides them)."
     )

@@ -17,6 +17,7 @@ import pandas as pd
 
 from agents.common.proposals import HOURS_PER_MONTH, Delta, Proposal, Risk
 from agents.context import FleetContext
+from agents.context.fleet import normal_market
 from agents.cost.commitments import DEFAULT_COMMITMENTS, CommitmentTerm
 from agents.cost.thresholds import CostThresholds
 from optiinfra.catalog import CatalogError
@@ -28,7 +29,8 @@ GROUP = ["tenant", "provider", "cloud", "region", "gpu", "gpu_count"]
 
 def _hourly_counts(fleet_hours: pd.DataFrame) -> pd.DataFrame:
     """On-demand instances per group and hour, with hours of no instances as zeros."""
-    rows = fleet_hours[fleet_hours["market"] == "on-demand"]
+    markets = fleet_hours["market"].map(normal_market)
+    rows = fleet_hours[markets == "on-demand"]
     if rows.empty:
         return rows
     counts = rows.groupby([*GROUP, "hour"], observed=True)["instances"].sum().reset_index()

@@ -13,6 +13,7 @@ price the inventory reports, so "keep it" is always available.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from agents.common.proposals import HOURS_PER_MONTH, Delta, Proposal, Risk
@@ -55,6 +56,25 @@ def candidate_quotes(cloud: str, region: str, market: str) -> list[Any]:
         if offer.gpu_count == int(count) and offer.region == region:
             quotes.append(offer)
     return quotes
+
+
+def context_cap(cfg: Any, workload: Any, model: Any) -> int | None:
+    """A ``max_model_len`` that lets ``cfg`` fit, when the configured one does not.
+
+    Engines refuse to start unless one sequence of ``max_model_len`` fits, and with none
+    set they take the model's whole context (131k tokens for Llama 3.1). A smaller GPU
+    often serves the observed requests with a shorter limit: four times the observed
+    mean context, rounded up to a power of two, at least 8,192 tokens. None when the
+    configuration fits as it is, or when even the cap does not fit.
+    """
+    if model.memory(cfg).fits:
+        return None
+    mean = workload.prompt_tokens + workload.output_tokens
+    cap = max(8192, 1 << math.ceil(math.log2(max(4 * mean, 2))))
+    configured = cfg.max_model_len or model.memory(cfg).max_model_len
+    if cap >= configured:
+        return None
+    return cap if model.memory(replace(cfg, max_model_len=cap)).fits else None
 
 
 def _market(deployment: dict[str, Any]) -> str | None:
@@ -113,6 +133,9 @@ def detect_right_size(
                     tensor_parallel=offer.gpu_count,
                     pipeline_parallel=1,
                 )
+                cap = context_cap(cfg, workload, model)
+                if cap is not None:
+                    cfg = replace(cfg, max_model_len=cap)
             except OptiInfraError:
                 continue
             estimate = capacity.max_rate(deployment, stats, cfg, model)
@@ -173,8 +196,13 @@ def detect_right_size(
         }
         if option.instance_type:
             change["instance_type"] = option.instance_type
+        engine_changes: dict[str, Any] = {}
         if key != CURRENT and option.gpu_count > 1:
-            change["engine_args"] = {"tensor_parallel_size": option.gpu_count}
+            engine_changes["tensor_parallel_size"] = option.gpu_count
+        if cfg.max_model_len != current_cfg.max_model_len:
+            engine_changes["max_model_len"] = cfg.max_model_len
+        if engine_changes:
+            change["engine_args"] = engine_changes
         what = f"{new_replicas} × {option.gpu}" if key != CURRENT else f"{new_replicas} replicas"
         proposals.append(
             Proposal(
@@ -208,6 +236,8 @@ def detect_right_size(
                     "capacity_correction": predicted.correction,
                     "allocation_status": allocation.status,
                     "same_hardware": key == CURRENT,
+                    "max_model_len_now": current_cfg.max_model_len,
+                    "max_model_len_after": cfg.max_model_len,
                 },
                 narrative=(
                     f"{deployment['deployment']} serves {rate:.2f} requests/s "
@@ -220,6 +250,13 @@ def detect_right_size(
                     f"{targets.ttft_p95_s} s / {(targets.itl_p95_s or 0) * 1000:.0f} ms, "
                     f"{', '.join(targets.sources)}); it saves "
                     f"${saving_h * HOURS_PER_MONTH:,.0f}/month."
+                    + (
+                        f" It needs max_model_len {cfg.max_model_len} (now "
+                        f"{current_cfg.max_model_len or 'the model maximum'}): longer requests "
+                        "would be refused."
+                        if cfg.max_model_len != current_cfg.max_model_len
+                        else ""
+                    )
                 ),
             )
         )
