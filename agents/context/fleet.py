@@ -39,6 +39,7 @@ DEPLOYMENT_COLUMNS = [
     "reserved",
     "usd_per_hour",
     "price_per_replica",
+    "on_demand_price",
     "stateless",
     "engine_args",
     "instance_type",
@@ -73,6 +74,8 @@ class Targets:
     max_error_rate: float | None = None
     #: Which configured SLO entries they came from ("tenant/deployment"), for evidence.
     sources: tuple[str, ...] = ()
+    #: Targets filled in from defaults rather than configured ("ttft_p95_s", …).
+    assumed: tuple[str, ...] = ()
 
     @property
     def any(self) -> bool:
@@ -104,6 +107,11 @@ def _truthy(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
     return str(value).strip().lower() in {"true", "1", "yes"}
+
+
+def _median(values: Iterable[float]) -> float:
+    known = list(values)
+    return float(pd.Series(known).median()) if known else float("nan")
 
 
 def normal_market(value: Any) -> str:
@@ -168,6 +176,11 @@ def deployments_from_inventory(inventory: pd.DataFrame) -> pd.DataFrame:
                 "reserved": int((markets == "reserved").sum()),
                 "usd_per_hour": sum(known) if known else float("nan"),
                 "price_per_replica": float(pd.Series(known).median()) if known else float("nan"),
+                "on_demand_price": _median(
+                    p
+                    for p, m in zip(row["prices"], row["markets"], strict=True)
+                    if p is not None and m == "on-demand"
+                ),
                 "stateless": row["stateless"],
                 "engine_args": row["engine_args"],
                 "instance_type": pd.Series(row["types"]).mode().iloc[0],

@@ -27,6 +27,8 @@ DEPLOYMENT_STATS_COLUMNS = [
     "instances_seen",
     "samples",
     "span_seconds",
+    "engine_samples",
+    "engine_span_seconds",
     "request_rate",
     "failure_rate",
     "prompt_tokens_per_s",
@@ -99,6 +101,14 @@ def deployment_stats(recent: pd.DataFrame) -> pd.DataFrame:
             "span_seconds": (groups["last_ts"].max() - groups["first_ts"].min()).dt.total_seconds(),
         }
     )
+    # How much *engine* evidence there is: the request-rate series alone (GPU exporters
+    # may have been scraped for longer than the engine answered). The fewest samples
+    # and shortest span over the deployment's instances: every replica must be seen.
+    served = frame[frame["metric"] == "request_success_per_second"]
+    by_instance = served.groupby([*KEYS, "instance"], observed=True)
+    out["engine_samples"] = by_instance["n"].sum().groupby(level=KEYS).min()
+    spans = (by_instance["last_ts"].max() - by_instance["first_ts"].min()).dt.total_seconds()
+    out["engine_span_seconds"] = spans.groupby(level=KEYS).min()
     for metric, column in _RATES.items():
         rows = frame[frame["metric"] == metric]
         # min_count=1: a deployment without this metric gets NaN, not 0.

@@ -21,9 +21,9 @@ formulation; in short, with ``x[d,o]`` replicas of option ``o`` for deployment `
                 x integer >= 0
 
 Cost ties are broken towards the fewest replicas, then the fewest spot replicas, by a
-weight of 1e-6 USD/h per replica in the objective (``TIE_BREAK_USD_PER_HOUR``). A deployment that
-cannot be served (no option fits it, or caps leave no room) is reported in
-:attr:`Allocation.infeasible` with the reason, and the others are still solved.
+weight of 1e-6 USD/h per replica in the objective (``TIE_BREAK_USD_PER_HOUR``). A
+deployment that cannot be served (no option fits it, or caps leave no room) is reported
+in :attr:`Allocation.infeasible` with the reason, and the others are still solved.
 
 Example::
 
@@ -345,8 +345,8 @@ class _Model:
             if d in self.y_of:
                 y = self.y_of[d]
                 spot, stay = cols[self.spot[cols]], cols[~self.spot[cols]]
-                for col in spot:  # one row per option: a tighter relaxation than one sum
-                    rows.add([col, y], [1.0, -float(self.upper[col])], -np.inf, 0.0)
+                big = float(self.upper[spot].sum())
+                rows.add([*spot, y], [1.0] * len(spot) + [-big], -np.inf, 0.0)
                 floor = float(demand.min_on_demand)
                 rows.add([*stay, y], [1.0] * len(stay) + [-floor], 0.0, np.inf)
         for o, option in enumerate(self.options):
@@ -405,9 +405,6 @@ class _Model:
 
     def rounded(self, solution: np.ndarray) -> np.ndarray:
         return np.rint(solution).astype(int)
-
-    def cost(self, x: np.ndarray) -> float:
-        return float(self.price @ x[: self.n_x])
 
     def dropped(self, solution: np.ndarray) -> list[Demand]:
         z = self.rounded(solution)[self.z0 :]

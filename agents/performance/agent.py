@@ -99,8 +99,7 @@ class PerformanceAgent(Agent):
             predicted = model.predict(cfg, workload, rate)
         except (OptiInfraError, TypeError, ValueError) as exc:
             return self._verdict(proposal, Verdict.CONCERN, f"cannot predict the change: {exc}")
-        configured = context.targets(deployment["tenant"], deployment["deployment"])
-        targets = configured if configured.any else capacity.targets(deployment)
+        targets = capacity.targets(deployment)
         deltas = {
             "ttft_p95_s": Delta(
                 value=predicted.ttft_p95_s.value,
@@ -118,24 +117,29 @@ class PerformanceAgent(Agent):
         if predicted.saturated:
             return self._verdict(
                 proposal,
-                Verdict.BLOCK if configured.any else Verdict.CONCERN,
+                Verdict.BLOCK if len(targets.assumed) < 2 else Verdict.CONCERN,
                 f"predicted to saturate: {predicted.reason}",
                 deltas,
             )
         broken, close = [], []
-        for label, estimate, target in (
-            ("p95 TTFT", predicted.ttft_p95_s, targets.ttft_p95_s),
-            ("p95 inter-token latency", predicted.itl_p95_s, targets.itl_p95_s),
+        breaks_configured = False
+        for name, label, estimate, target in (
+            ("ttft_p95_s", "p95 TTFT", predicted.ttft_p95_s, targets.ttft_p95_s),
+            ("itl_p95_s", "p95 inter-token latency", predicted.itl_p95_s, targets.itl_p95_s),
         ):
             if target is None:
                 continue
             if estimate.value > target:
-                broken.append(f"{label} {estimate.value:.3f} s > target {target:.3f} s")
+                kind = "assumed" if name in targets.assumed else "configured"
+                breaks_configured |= kind == "configured"
+                broken.append(f"{label} {estimate.value:.3f} s > {kind} target {target:.3f} s")
             elif not math.isfinite(estimate.high) or estimate.high > target:
                 close.append(f"{label} up to {estimate.high:.3f} s against {target:.3f} s")
         source = ", ".join(targets.sources)
         if broken:
-            verdict = Verdict.BLOCK if configured.any else Verdict.CONCERN
+            # A configured SLO is the customer's constraint: it blocks. An assumed
+            # default only raises a concern for the reviewer.
+            verdict = Verdict.BLOCK if breaks_configured else Verdict.CONCERN
             return self._verdict(
                 proposal, verdict, f"breaks the SLO ({source}): " + "; ".join(broken), deltas
             )

@@ -3,8 +3,8 @@
 Each rule reads the deployment's window statistics (see :mod:`agents.context.stats`)
 and its engine arguments; a bottleneck carries the figures it was read from.
 
-* **kv_pressure** — the engine preempts running requests (KV cache full) or the cache
-  sits at ≥ 95% at the p95.
+* **kv_pressure** — the engine preempts running requests (KV cache full), the cache
+  sits at ≥ 95% at the p95, or it reached 95% while requests waited to be admitted.
 * **queueing** — requests wait for a slot: mean waiting ≥ 1, or the queue-time p95 is
   at least half the TTFT target.
 * **batch_capped** — running requests reach ``max_num_seqs`` while others wait.
@@ -61,7 +61,9 @@ def find_bottlenecks(
     itl = _f(stats, "itl_p95_s")
     rate = _f(stats, "request_rate")
     found: list[Bottleneck] = []
-    if preempt >= PREEMPTION_RATE_MIN or kv_p95 >= KV_FULL:
+    kv_max = _f(stats, "kv_usage_max")
+    full_and_waiting = kv_max >= KV_FULL and waiting_p95 > 0
+    if preempt >= PREEMPTION_RATE_MIN or kv_p95 >= KV_FULL or full_and_waiting:
         found.append(
             Bottleneck(
                 "kv_pressure",

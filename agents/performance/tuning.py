@@ -51,10 +51,12 @@ class Candidate:
 
 
 def _ratio(after: float, before: float) -> float:
+    """after / before; 1 when both are unbounded (saturated either way), 0 when only
+    ``before`` is (for ranking only: no figure is derived from it)."""
     if not math.isfinite(after):
-        return math.inf
+        return 1.0 if not math.isfinite(before) else math.inf
     if not math.isfinite(before) or before <= 0:
-        return 0.0 if math.isfinite(after) else math.inf
+        return 0.0
     return after / before
 
 
@@ -147,7 +149,7 @@ def tuning_proposals(
                 itl_ratio=_ratio(after.itl_p95_s.value, before.itl_p95_s.value),
                 stops_preemption=int(cfg.max_num_seqs) <= holds_after,
             )
-            if not after.saturated and _relieves(bottleneck, candidate):
+            if (not after.saturated or before.saturated) and _relieves(bottleneck, candidate):
                 found.append(candidate)
         if not found:
             notes.append(
@@ -205,6 +207,8 @@ def _proposal(
         ("ttft_p95_s", after.ttft_p95_s, before.ttft_p95_s.value),
         ("itl_p95_s", after.itl_p95_s, before.itl_p95_s.value),
     ):
+        if not (math.isfinite(prev) and math.isfinite(est.value)):
+            continue  # saturated before or after: no ratio to apply to the observation
         delta = _scaled(stats.get(name), _ratio(est.low, prev), _ratio(est.value, prev),
                         _ratio(est.high, prev), "s")  # fmt: skip
         if delta is not None:
@@ -251,6 +255,7 @@ def _proposal(
             "predicted_ttft_ratio": round(best.ttft_ratio, 3),
             "predicted_itl_ratio": round(best.itl_ratio, 3),
             "capacity_correction": after.correction,
+            "predicted_saturated_before_after": [before.saturated, after.saturated],
         },
         narrative=(
             f"{deployment['deployment']} shows {bottleneck.kind.replace('_', ' ')}: "
@@ -263,7 +268,13 @@ def _proposal(
                 if "preemptions_per_s" in deltas and share == share
                 else ""
             )
-            + f"; the capacity model predicts a p95 TTFT ratio of {best.ttft_ratio:.2f} and a "
-            f"p95 inter-token ratio of {best.itl_ratio:.2f}{predicted} at today's load."
+            + (
+                "; the capacity model predicts this rate saturates the replica with or "
+                "without the change: it needs more capacity as well"
+                if before.saturated and after.saturated
+                else f"; the capacity model predicts a p95 TTFT ratio of {best.ttft_ratio:.2f} "
+                f"and a p95 inter-token ratio of {best.itl_ratio:.2f}{predicted} at today's load"
+            )
+            + "."
         ),
     )

@@ -8,7 +8,7 @@ so ("assumed"): a cheaper GPU is only proposed against a stated latency bound.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from agents.context import FleetContext, Targets
@@ -48,8 +48,19 @@ class ReplicaCapacityEstimator:
     context: FleetContext
 
     def targets(self, deployment: dict[str, Any]) -> Targets:
+        """Configured TTFT and inter-token targets; each one missing is the default's,
+        named in ``assumed`` (an SLO with only an end-to-end target still gets both)."""
         configured = self.context.targets(deployment["tenant"], deployment["deployment"])
-        return configured if configured.any else DEFAULT_TARGETS
+        values = {}
+        assumed = []
+        for name in ("ttft_p95_s", "itl_p95_s"):
+            value = getattr(configured, name)
+            if value is None:
+                value = getattr(DEFAULT_TARGETS, name)
+                assumed.append(name)
+            values[name] = value
+        sources = configured.sources + (("assumed default",) if assumed else ())
+        return replace(configured, **values, sources=sources, assumed=tuple(assumed))
 
     def config(
         self,
@@ -159,10 +170,10 @@ class ReplicaCapacityEstimator:
     def current_replica_rps(
         self, deployment: dict[str, Any], stats: dict[str, Any] | None
     ) -> float | None:
-        """Conservative (low-end) requests/s of one current replica within the targets."""
+        """Requests/s one current replica serves within the targets (central estimate)."""
         try:
             config = self.config(deployment)
         except OptiInfraError:
             return None
         estimate = self.max_rate(deployment, stats, config, self.calibrated(deployment, stats))
-        return None if estimate is None else float(estimate.low)
+        return None if estimate is None else float(estimate.value)

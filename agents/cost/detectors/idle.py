@@ -40,8 +40,10 @@ def detect_idle(
             notes.append(f"{name}: no engine metrics in the window; idleness unknown")
             continue
         rate = _num(stats["request_rate"])
-        span = _num(stats["span_seconds"])
-        samples = int(_num(stats["samples"]) or 0)
+        span = _num(stats["engine_span_seconds"])
+        samples = _num(stats["engine_samples"])
+        samples = int(samples) if math.isfinite(samples) else 0
+        span = span if math.isfinite(span) else 0.0
         if math.isnan(rate):
             notes.append(f"{name}: no request-rate metric; idleness unknown")
             continue

@@ -4,8 +4,10 @@ load within the targets, chosen by the allocation integer program.
 Candidates are the offerings of the deployment's own cloud, region and market in the
 public price tables (one replica per instance, tensor-parallel over the instance's
 GPUs), limited to GPUs with bf16 support (Ampere and newer, which current engines'
-kernels need). Each candidate's capacity is the capacity model's *low* estimate of the
-requests/s one replica serves within the targets, after correcting the model by the
+kernels need). Each candidate's capacity is the capacity model's estimate of the
+requests/s one replica serves within the targets (central estimate: every option on
+the same footing; the headroom and the performance agent's check of the chosen
+option's pessimistic end are the safety margin), after correcting the model by the
 deployment's own measurements. The current allocation is one of the options, at the
 price the inventory reports, so "keep it" is always available.
 """
@@ -117,7 +119,7 @@ def detect_right_size(
             GpuOption(CURRENT, deployment["gpu"], int(deployment["gpu_count"]) or 1, market, price)
         ]
         current_est = capacity.max_rate(deployment, stats, current_cfg, model)
-        capacities = {CURRENT: float(current_est.low) if current_est else 0.0}
+        capacities = {CURRENT: float(current_est.value) if current_est else 0.0}
         configs: dict[str, Any] = {CURRENT: current_cfg}
         for offer in candidate_quotes(cloud, deployment["region"], market):
             same = offer.gpu == deployment["gpu"] and offer.gpu_count == int(
@@ -139,11 +141,11 @@ def detect_right_size(
             except OptiInfraError:
                 continue
             estimate = capacity.max_rate(deployment, stats, cfg, model)
-            if estimate is None or not estimate.low > 0:
+            if estimate is None or not estimate.value > 0:
                 continue
             option = GpuOption.from_quote(offer)
             options.append(option)
-            capacities[option.key] = float(estimate.low)
+            capacities[option.key] = float(estimate.value)
             configs[option.key] = cfg
         floor = min(replicas, 2) if deployment["stateless"] else 1
         demand = Demand(
@@ -228,7 +230,7 @@ def detect_right_size(
                         "itl_p95_s": targets.itl_p95_s,
                         "source": ", ".join(targets.sources),
                     },
-                    "replica_capacity_rps_low": {o.key: capacities[o.key] for o in options},
+                    "replica_capacity_rps": {o.key: capacities[o.key] for o in options},
                     "observed_ttft_p95_s": stats.get("ttft_p95_s"),
                     "observed_itl_p95_s": stats.get("itl_p95_s"),
                     "predicted_ttft_p95_s": _estimate(predicted.ttft_p95_s),

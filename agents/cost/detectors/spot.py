@@ -60,7 +60,9 @@ def detect_spot(
         except CatalogError as exc:
             notes.append(f"{name}: no spot price ({exc})")
             continue
-        current = float(deployment["price_per_replica"])
+        # What a moved replica costs today: the on-demand replicas' price, not a median
+        # that already includes spot ones.
+        current = float(deployment["on_demand_price"])
         if math.isnan(current):
             current = on_demand.usd_per_hour
         per_replica = current - offer.usd_per_hour
