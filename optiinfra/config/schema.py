@@ -444,6 +444,9 @@ class LLMConfig(_Section):
 class OptimizeSettings(_Section):
     """How the optimize flow reads the fleet and when agents speak up."""
 
+    interval: Duration = Field(
+        default=3600.0, description="How often the served optimize deployment runs (1h)."
+    )
     window: Duration = Field(
         default=3600.0, description="Recent window of serving metrics agents analyse (1h)."
     )

@@ -73,5 +73,15 @@ def test_durations_read_as_in_providers_yaml(seconds: float, text: str) -> None:
 def test_serve_gets_every_flows_deployments() -> None:
     config = OptiInfraConfig(providers=[{"name": "local", "kind": "local"}])
     served = build_deployments(config, config_path="/p.yaml")
-    assert [(d.flow_name, d.name) for d in served] == [("collect", "collect")]
-    assert served[0].parameters["config_path"] == "/p.yaml"
+    assert [(d.flow_name, d.name) for d in served] == [
+        ("collect", "collect"),
+        ("optimize", "optimize"),
+    ]
+    assert all(d.parameters["config_path"] == "/p.yaml" for d in served)
+
+
+def test_optimize_runs_at_its_own_interval() -> None:
+    config = OptiInfraConfig(optimize={"interval": "2h", "window": "30m"})
+    [_, optimize] = build_deployments(config)
+    assert optimize.schedules[0].schedule.interval == timedelta(hours=2)
+    assert "every 2h over the last 30m" in optimize.description
