@@ -100,38 +100,30 @@ def cmd_config(args: argparse.Namespace) -> int:
         if target.exists() and not args.force:
             raise OptiInfraError(f"{target} already exists; add --force to overwrite it")
     golden.write_text(_golden_set())
-    path.write_text(sandbox_providers_yaml(state["live"]["deployments"], golden))
+    path.write_text(sandbox_providers_yaml(state["control"], state["live"]["deployments"], golden))
     print(f"wrote {path} (and its golden set {golden.name})")
     print(f"collect the sandbox once with: optiinfra --config {path} collect --once")
     return 0
 
 
-def sandbox_providers_yaml(deployments: list[dict[str, Any]], golden_set: Any) -> str:
-    """A providers.yaml for a running sandbox: one direct-scrape ``prometheus`` provider per
-    deployment (its engines' and DCGM exporters' /metrics), and one ``quality`` provider
-    probing every deployment with the sandbox's question set."""
+def sandbox_providers_yaml(
+    control_url: str, deployments: list[dict[str, Any]], golden_set: Any
+) -> str:
+    """A providers.yaml for a running sandbox: one ``sandbox`` provider (inventory with
+    GPUs, markets and prices, every engine's and DCGM exporter's /metrics, estimated
+    costs, all through the control API) and one ``quality`` provider probing every
+    deployment with the sandbox's question set."""
     lines = [
         "# Written by `optiinfra sandbox config` for the SANDBOX fleet running on this",
         "# machine (simulated servers, not real GPUs). Ports change with every",
         "# `optiinfra sandbox up`: write it again after a restart.",
         "version: 1",
         "providers:",
+        "  - name: sandbox",
+        "    kind: sandbox",
+        "    interval: 1m",
+        f"    options: {{control_url: '{control_url}'}}",
     ]
-    for d in deployments:
-        urls = [s["metrics_url"] for s in d["servers"]]
-        urls += [s["dcgm_url"] for s in d["servers"] if s.get("dcgm_url")]
-        if not urls:
-            continue
-        lines += [
-            f"  - name: sandbox-{d['name']}",
-            "    kind: prometheus  # direct scrape: no Prometheus server needed",
-            "    labels: {sandbox: 'true'}",
-            "    options:",
-            "      label_deployment: deployment  # vLLM has no such label: use the one below",
-            f"      deployment: {d['name']}",
-            "    metrics_urls:",
-            *[f"      - {u}" for u in urls],
-        ]
     targets = [(d["name"], d["servers"][0]["url"], d["model"]) for d in deployments if d["servers"]]
     if targets:
         lines += [
