@@ -167,12 +167,14 @@ def _audit(plan: PlanDraft, plan_id: str, run_id: str, new: bool) -> Any:
         actor="optimize",
         action="plan.proposed" if new else "plan.refreshed",
         subject=plan_id,
-        detail={
-            "run_id": run_id,
-            "target": plan.target,
-            "title": plan.title,
-            "monthly_saving_usd": round(plan.monthly_saving_usd, 2),
-        },
+        detail=json_safe(
+            {
+                "run_id": run_id,
+                "target": plan.target,
+                "title": plan.title,
+                "monthly_saving_usd": round(plan.monthly_saving_usd, 2),
+            }
+        ),
     )
 
 

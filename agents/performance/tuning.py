@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from agents.common.proposals import Delta, Proposal, Risk
+from agents.common.proposals import HOURS_PER_MONTH, Delta, Proposal, Risk
 from agents.cost.detectors.capacity import ReplicaCapacityEstimator
 from agents.performance.bottlenecks import Bottleneck
 from optiinfra.catalog import CatalogError
@@ -60,38 +60,66 @@ def _ratio(after: float, before: float) -> float:
     return after / before
 
 
+#: Candidate tiers, tried in order: the first tier with a relieving candidate wins.
+#: Engine arguments cost nothing; more GPUs cost money (the cost agent weighs it);
+#: quantization risks answer quality (the application agent weighs it).
+SAFE, MORE_GPUS, QUANTIZE = 0, 1, 2
+
+
+def _quantization(deployment: dict[str, Any]) -> dict[str, Any] | None:
+    """FP8 weights where the GPU has FP8 tensor cores, else INT8 (W8A8); None when the
+    weights are already quantized."""
+    args = deployment.get("engine_args") or {}
+    if str(args.get("quantization") or "none") not in ("none", ""):
+        return None
+    try:
+        fp8 = bool(gpu_spec(deployment["gpu"]).fp8_tflops)
+    except (CatalogError, AttributeError):
+        fp8 = False
+    return {"quantization": "fp8" if fp8 else "int8"}
+
+
 def _candidates(
     bottleneck: Bottleneck, deployment: dict[str, Any], holds: int
-) -> list[tuple[str, dict[str, Any]]]:
+) -> list[tuple[int, str, dict[str, Any]]]:
+    """(tier, kind, engine-argument change) candidates for one bottleneck."""
     args = deployment.get("engine_args") or {}
     max_seqs = int(args.get("max_num_seqs") or 256)
     kv = str(args.get("kv_cache_dtype") or "auto")
-    out: list[tuple[str, dict[str, Any]]] = []
-    if bottleneck.kind == "kv_pressure":
+    memory = float(args.get("gpu_memory_utilization") or 0.9)
+    tp = int(args.get("tensor_parallel_size") or 1)
+    out: list[tuple[int, str, dict[str, Any]]] = []
+    kind = bottleneck.kind
+    if kind == "kv_pressure":
         if 1 <= holds < max_seqs:
-            out.append(("engine_tuning", {"max_num_seqs": holds}))
+            out.append((SAFE, "engine_tuning", {"max_num_seqs": holds}))
+        if memory < 0.9:
+            out.append((SAFE, "engine_tuning", {"gpu_memory_utilization": 0.9}))
         if kv == "auto":
-            out.append(("engine_tuning", {"kv_cache_dtype": "fp8"}))
+            out.append((SAFE, "engine_tuning", {"kv_cache_dtype": "fp8"}))
             if 1 <= 2 * holds < max_seqs:
-                out.append(("engine_tuning", {"kv_cache_dtype": "fp8", "max_num_seqs": 2 * holds}))
-    elif bottleneck.kind in ("queueing", "batch_capped"):
+                out.append(
+                    (SAFE, "engine_tuning", {"kv_cache_dtype": "fp8", "max_num_seqs": 2 * holds})
+                )
+    if kind in ("queueing", "batch_capped"):
         room = min(2 * max_seqs, holds)
         if room > max_seqs:
-            out.append(("engine_tuning", {"max_num_seqs": room}))
-    elif bottleneck.kind == "prefill_bound":
+            out.append((SAFE, "engine_tuning", {"max_num_seqs": room}))
+    if kind in ("queueing", "prefill_bound") and args.get("enable_prefix_caching") is False:
+        out.append((SAFE, "engine_tuning", {"enable_prefix_caching": True}))
+    if kind == "prefill_bound":
         batched = int(args.get("max_num_batched_tokens") or 2048)
         if batched < 8192:
             out.append(
-                ("engine_tuning", {"enable_chunked_prefill": True, "max_num_batched_tokens": 8192})
-            )
-    elif bottleneck.kind == "decode_bound":
-        quant = str(args.get("quantization") or "none")
-        try:
-            fp8 = bool(gpu_spec(deployment["gpu"]).fp8_tflops)
-        except (CatalogError, AttributeError):
-            fp8 = False
-        if quant in ("none", "") and fp8:
-            out.append(("quantization", {"quantization": "fp8"}))
+                (SAFE, "engine_tuning",
+                 {"enable_chunked_prefill": True, "max_num_batched_tokens": 8192})
+            )  # fmt: skip
+    if kind in ("kv_pressure", "queueing", "prefill_bound", "decode_bound") and tp < 8:
+        out.append((MORE_GPUS, "parallelism", {"tensor_parallel_size": 2 * tp}))
+    if kind in ("kv_pressure", "decode_bound"):
+        quant = _quantization(deployment)
+        if quant is not None:
+            out.append((QUANTIZE, "quantization", quant))
     return out
 
 
@@ -127,14 +155,21 @@ def tuning_proposals(
         return [], [f"{name}: {exc}"]
     context_tokens = workload.prompt_tokens + workload.output_tokens
     holds = fit.max_concurrent_sequences(context_tokens)
-    proposals: list[Proposal] = []
     notes: list[str] = []
-    seen: set[str] = set()
+    tp_now = int((deployment.get("engine_args") or {}).get("tensor_parallel_size") or 1)
+    gpus_per_tp = max(1, int(deployment["gpu_count"] or 1) // tp_now)
+    # One proposal per deployment: the bottlenecks usually share a cause (a full KV
+    # cache queues requests and slows prefill), and a reviewer should weigh one change,
+    # not several whose predictions each assumed the others were not made.
+    found: list[tuple[int, Bottleneck, Candidate]] = []
     for bottleneck in bottlenecks:
-        found: list[Candidate] = []
-        for kind, change in _candidates(bottleneck, deployment, holds):
+        relieved = False
+        for tier, kind, change in _candidates(bottleneck, deployment, holds):
+            extra: dict[str, Any] = {}
+            if kind == "parallelism":
+                extra["gpu_count"] = int(change["tensor_parallel_size"]) * gpus_per_tp
             try:
-                cfg = capacity.config(deployment, engine_args=change)
+                cfg = capacity.config(deployment, engine_args=change, **extra)
                 after = model.predict(cfg, workload, rate)
                 holds_after = model.memory(cfg).max_concurrent_sequences(context_tokens)
             except OptiInfraError as exc:
@@ -150,21 +185,70 @@ def tuning_proposals(
                 stops_preemption=int(cfg.max_num_seqs) <= holds_after,
             )
             if (not after.saturated or before.saturated) and _relieves(bottleneck, candidate):
-                found.append(candidate)
-        if not found:
+                found.append((tier, bottleneck, candidate))
+                relieved = True
+        if not relieved:
             notes.append(
-                f"{name}: {bottleneck.kind} ({bottleneck.summary}); no engine change is "
-                "predicted to relieve it without making latency worse"
+                f"{name}: {bottleneck.kind} ({bottleneck.summary}); no change is predicted "
+                "to relieve it without making latency worse"
             )
-            continue
-        best = min(found, key=lambda c: (c.ttft_ratio, c.itl_ratio, len(c.change)))
-        key = repr(sorted(best.change.items()))
-        if key in seen:
-            continue
-        seen.add(key)
-        proposals.append(_proposal(deployment, stats, bottleneck, best, before, fit, model,
-                                   context_tokens))  # fmt: skip
+    if not found:
+        return [], notes
+    # Free changes before paid ones before quality risks; then the best predicted TTFT.
+    tier, bottleneck, best = min(
+        found, key=lambda f: (f[0], f[2].ttft_ratio, f[2].itl_ratio, len(f[2].change))
+    )
+    made = _proposal(deployment, stats, bottleneck, best, before, fit, model, context_tokens)
+    made.evidence["bottlenecks_found"] = [b.kind for b in bottlenecks]
+    if best.kind == "parallelism":
+        hardware, cost = _more_gpus(deployment, best.config, capacity)
+        made = made.model_copy(
+            update={
+                "change": {**made.change, **hardware},
+                "expected_deltas": {**made.expected_deltas, **cost},
+            }
+        )
+    proposals = [made]
     return proposals, notes
+
+
+def _more_gpus(
+    deployment: dict[str, Any], config: Any, capacity: ReplicaCapacityEstimator
+) -> tuple[dict[str, Any], dict[str, Delta]]:
+    """The hardware change and cost of a larger tensor-parallel size: an instance with
+    that many GPUs of the same type, priced from the public table."""
+    from optiinfra.catalog.prices import quote
+
+    count = int(config.gpu_count or config.tensor_parallel)
+    replicas = int(deployment["replicas"])
+    added = (count - int(deployment["gpu_count"] or 1)) * replicas
+    hardware: dict[str, Any] = {"gpu_count": count}
+    deltas = {"gpus": Delta(value=float(added), unit="GPUs")}
+    market = "spot" if int(deployment["spot"]) == replicas else "on-demand"
+    cloud = capacity.context.cloud_of(deployment)
+    try:
+        offer = quote(deployment["gpu"], count, cloud, deployment["region"], market)
+    except CatalogError:
+        return hardware, deltas
+    hardware["instance_type"] = offer.instance_type
+    if offer.gpu_count != count:
+        # The smallest instance with enough GPUs has more: all of them are paid for.
+        hardware["gpu_count"] = offer.gpu_count
+        deltas["gpus"] = Delta(
+            value=float((offer.gpu_count - int(deployment["gpu_count"] or 1)) * replicas),
+            unit="GPUs",
+            basis=f"{offer.instance_type} has {offer.gpu_count} GPUs",
+        )
+    now = float(deployment["price_per_replica"])
+    if math.isfinite(now):
+        per_hour = (offer.usd_per_hour - now) * replicas
+        deltas["cost_usd_per_hour"] = Delta(
+            value=per_hour,
+            unit="USD/h",
+            basis=f"{offer.instance_type} ${offer.usd_per_hour:.4f}/h vs ${now:.4f}/h × {replicas}",
+        )
+        deltas["cost_usd_per_month"] = Delta(value=per_hour * HOURS_PER_MONTH, unit="USD/month")
+    return hardware, deltas
 
 
 def _scaled(observed: Any, ratio_low: float, ratio: float, ratio_high: float,
