@@ -280,12 +280,21 @@ def _fewer_replicas_then_spot(
         )
         for name, delta in spot.expected_deltas.items()
     }
+    saving = spot.monthly_saving_usd() * share
+    notice = spot.evidence.get("interruption_notice_seconds")
     rescaled = spot.model_copy(
         update={
             "change": {**spot.change, "replicas_to_spot": now_moving},
             "expected_deltas": deltas,
             "title": f"move {now_moving} of {resized.change['replicas']} "
             f"{spot.target} replicas to spot",
+            "narrative": (
+                f"After the right-sizing to {resized.change['replicas']} replicas, "
+                f"{now_moving} of them move to spot and {keep} stays on-demand; at the "
+                f"spot price of ${spot.evidence.get('spot_price_usd_per_hour', 0):.3f}/h "
+                f"this saves ${saving:,.0f}/month more"
+                + (f" (interruptions come with {notice} s notice)." if notice else ".")
+            ),
         }
     )
     return resized, spot, rescaled

@@ -216,6 +216,9 @@ class FleetContext:
     provider_kinds: dict[str, str] = field(default_factory=dict)
     #: Notes about data that was missing or ignored, shown in the optimize artifact.
     notes: list[str] = field(default_factory=list)
+    #: Per-run memo for derived objects (e.g. a deployment's calibrated capacity model),
+    #: shared by the agents and the coordinator's assessments of one run.
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_frames(

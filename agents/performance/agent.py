@@ -7,9 +7,9 @@ import math
 from typing import Any
 
 from agents.common.agent import Agent, AgentDeps
+from agents.common.capacity import ReplicaCapacityEstimator
 from agents.common.proposals import Assessment, Delta, Proposal, Verdict
 from agents.context import FleetContext
-from agents.cost.detectors.capacity import ReplicaCapacityEstimator
 from agents.performance.graph import build_graph
 from agents.registry import register_agent
 from optiinfra.errors import OptiInfraError

@@ -6,9 +6,9 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
+from agents.common.capacity import ReplicaCapacityEstimator
 from agents.common.nodes import deps_of
 from agents.common.state import AgentState
-from agents.cost.detectors.capacity import ReplicaCapacityEstimator
 from agents.performance.bottlenecks import find_bottlenecks
 from agents.performance.tuning import tuning_proposals
 

@@ -27,8 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from agents.common.capacity import ReplicaCapacityEstimator
 from agents.common.proposals import HOURS_PER_MONTH, Delta, Proposal, Risk
-from agents.cost.detectors.capacity import ReplicaCapacityEstimator
 from agents.performance.bottlenecks import Bottleneck
 from optiinfra.catalog import CatalogError
 from optiinfra.catalog.gpus import gpu_spec

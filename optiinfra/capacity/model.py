@@ -319,7 +319,7 @@ def _slo_rate(replica: Replica, ttft: float | None, itl: float | None) -> float:
             low = mid
         else:
             high = mid
-        if high - low < 1e-4 * capacity:
+        if high - low < 1e-3 * capacity:
             break
     return low
 

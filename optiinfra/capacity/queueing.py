@@ -143,7 +143,7 @@ class Replica:
                 low = mid
             else:
                 high = mid
-            if high - low < 1e-6 * max(top, 1.0):
+            if high - low < 1e-3 * max(top, 1.0):
                 break
         return high
 
@@ -213,7 +213,7 @@ class Replica:
                 high = mid
             else:
                 low = mid
-            if high - low < 1e-4 * high:
+            if high - low < 1e-3 * high:
                 break
         return low
 

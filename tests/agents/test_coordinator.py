@@ -52,7 +52,8 @@ def test_a_forbidden_change_is_never_planned(deps: AgentDeps) -> None:
     result = coordinate(proposals, all_agents(), ctx, deps)
     planned = {p.kind for plan in result.plans for p in plan.proposals}
     assert not planned & {"spot_migration", "idle_shutdown"}
-    refused = [d for d in result.decisions if d.proposal.kind in ("spot_migration", "idle_shutdown")]
+    kinds = ("spot_migration", "idle_shutdown")
+    refused = [d for d in result.decisions if d.proposal.kind in kinds]
     assert refused and all(d.status == "discarded" for d in refused)
     assert all("forbidden" in d.reason for d in refused)
 

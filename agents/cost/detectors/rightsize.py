@@ -18,10 +18,10 @@ import math
 from dataclasses import replace
 from typing import Any
 
+from agents.common.capacity import ReplicaCapacityEstimator
 from agents.common.proposals import HOURS_PER_MONTH, Delta, Proposal, Risk
 from agents.context import FleetContext
 from agents.cost.allocation import Demand, GpuOption, solve_allocation
-from agents.cost.detectors.capacity import ReplicaCapacityEstimator
 from agents.cost.thresholds import CostThresholds
 from optiinfra.catalog import CatalogError
 from optiinfra.catalog.gpus import gpu_spec
@@ -121,7 +121,13 @@ def detect_right_size(
         current_est = capacity.max_rate(deployment, stats, current_cfg, model)
         capacities = {CURRENT: float(current_est.value) if current_est else 0.0}
         configs: dict[str, Any] = {CURRENT: current_cfg}
+        floor = min(replicas, 2) if deployment["stateless"] else 1
+        # A candidate whose floor of replicas already costs too much to save enough
+        # cannot win: skip it before asking the capacity model (the expensive part).
+        ceiling = price * replicas * (1 - thresholds.min_saving_ratio)
         for offer in candidate_quotes(cloud, deployment["region"], market):
+            if offer.usd_per_hour * max(floor, 1) >= ceiling:
+                continue
             same = offer.gpu == deployment["gpu"] and offer.gpu_count == int(
                 deployment["gpu_count"]
             )
@@ -147,7 +153,6 @@ def detect_right_size(
             options.append(option)
             capacities[option.key] = float(estimate.value)
             configs[option.key] = cfg
-        floor = min(replicas, 2) if deployment["stateless"] else 1
         demand = Demand(
             deployment=deployment["deployment"],
             rate_rps=rate * thresholds.headroom,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from agents.common.capacity import DEFAULT_TARGETS
 from agents.common.proposals import HOURS_PER_MONTH, Proposal
-from agents.cost.detectors.capacity import DEFAULT_TARGETS
 from agents.cost.detectors.rightsize import (
     ReplicaCapacityEstimator,
     candidate_quotes,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from agents.common.capacity import DEFAULT_TARGETS, ReplicaCapacityEstimator
 from agents.common.proposals import Proposal, Risk
-from agents.cost.detectors.capacity import DEFAULT_TARGETS, ReplicaCapacityEstimator
 from agents.performance.bottlenecks import find_bottlenecks
 from agents.performance.tuning import NOT_WORSE, tuning_proposals
 from optiinfra.capacity import CapacityModel, ServingConfig

@@ -109,12 +109,23 @@ class ReplicaCapacityEstimator:
         return Workload(prompt_tokens=prompt, output_tokens=output, prefix_hit_ratio=hit)
 
     def rate_per_replica(self, deployment: dict[str, Any], stats: dict[str, Any] | None) -> float:
-        if stats is None or not deployment["replicas"]:
+        """The observed rate over the replicas that serve it (running ones, when the
+        inventory says which; a stopped replica serves nothing)."""
+        serving = int(deployment.get("running") or 0) or int(deployment["replicas"] or 0)
+        if stats is None or not serving:
             return math.nan
-        return float(stats.get("request_rate") or math.nan) / int(deployment["replicas"])
+        return float(stats.get("request_rate") or math.nan) / serving
 
     def calibrated(self, deployment: dict[str, Any], stats: dict[str, Any] | None) -> Any:
-        """The model corrected by this deployment's own measurements, when it has any."""
+        """The model corrected by this deployment's own measurements, when it has any
+        (computed once per run and deployment: the context's memo)."""
+        key = ("calibrated", id(self.model), deployment["tenant"], deployment["provider"],
+               deployment["deployment"])  # fmt: skip
+        if key not in self.context.memo:
+            self.context.memo[key] = self._calibrate(deployment, stats)
+        return self.context.memo[key]
+
+    def _calibrate(self, deployment: dict[str, Any], stats: dict[str, Any] | None) -> Any:
         from optiinfra.capacity import Observation
 
         workload = self.workload(stats)
@@ -128,7 +139,7 @@ class ReplicaCapacityEstimator:
         fields: dict[str, Any] = {}
         tokens = float(stats.get("generation_tokens_per_s") or math.nan)
         running = float(stats.get("running_mean") or math.nan)
-        replicas = max(1, int(deployment["replicas"]))
+        replicas = max(1, int(deployment.get("running") or 0) or int(deployment["replicas"]))
         if math.isfinite(tokens) and math.isfinite(running) and running > 0 and tokens > 0:
             fields["generation_tokens_per_s"] = tokens / replicas
             fields["running_batch"] = running
