@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import delete
 from sqlmodel import select
 
 from agents.common.proposals import Proposal
@@ -91,6 +92,7 @@ def _recommendation(decision: Decision, run_id: str) -> Recommendation:
 
 
 def _pending_by_keys(store: StateStore) -> dict[frozenset[str], Plan]:
+    """Pending plans by the set of their proposals' keys."""
     with store.session(readonly=True) as session:
         plans = session.exec(select(Plan).where(Plan.status == PlanStatus.PENDING_APPROVAL)).all()
         found: dict[frozenset[str], Plan] = {}
@@ -121,6 +123,7 @@ def save_result(
             session.add(row)
             rec_ids[decision.proposal.key] = row.id
         session.flush()
+        live_ids: set[str] = set()
         for plan in result.plans:
             keys = frozenset(p.key for p in plan.proposals)
             existing = pending.get(keys)
@@ -129,9 +132,9 @@ def save_result(
                 assert row is not None
                 _fill(row, plan, flow_run_id)
                 row.updated_at = utcnow()
-                session.query(PlanRecommendation).filter(
-                    PlanRecommendation.plan_id == row.id
-                ).delete()
+                session.execute(
+                    delete(PlanRecommendation).where(PlanRecommendation.plan_id == row.id)
+                )
                 new = False
             else:
                 row = Plan(tenant=plan.tenant, status=PlanStatus.PENDING_APPROVAL)
@@ -146,8 +149,50 @@ def save_result(
                     )
                 )
             stored.append(StoredPlan(plan_id=row.id, rank=plan.rank, target=plan.target, new=new))
+            live_ids.add(row.id)
             session.add(_audit(plan, row.id, run_id, new))
+        _supersede_stale(session, result, pending, live_ids, run_id)
     return stored
+
+
+def _supersede_stale(
+    session: Any,
+    result: CoordinatorResult,
+    pending: dict[frozenset[str], Plan],
+    live_ids: set[str],
+    run_id: str,
+) -> None:
+    """A pending plan for a target this run planned differently is out of date: it is
+    marked superseded (never deleted), so reviewers see one current plan per target."""
+    from optiinfra.store.state.tables import AuditEvent
+
+    targets = {(p.tenant, p.target) for p in result.plans}
+    for plan in pending.values():
+        if plan.id in live_ids or (plan.tenant, _plan_target(session, plan)) not in targets:
+            continue
+        row = session.get(Plan, plan.id)
+        if row is None or row.status != PlanStatus.PENDING_APPROVAL:
+            continue
+        row.status = PlanStatus.SUPERSEDED
+        row.updated_at = utcnow()
+        session.add(
+            AuditEvent(
+                tenant=row.tenant,
+                actor="optimize",
+                action="plan.superseded",
+                subject=row.id,
+                detail={"run_id": run_id},
+            )
+        )
+
+
+def _plan_target(session: Any, plan: Plan) -> str:
+    rec = session.exec(
+        select(Recommendation)
+        .join(PlanRecommendation, PlanRecommendation.recommendation_id == Recommendation.id)
+        .where(PlanRecommendation.plan_id == plan.id)
+    ).first()
+    return rec.target if rec is not None else ""
 
 
 def _fill(row: Plan, plan: PlanDraft, flow_run_id: str | None) -> None:

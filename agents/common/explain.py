@@ -18,6 +18,8 @@ def _figures(proposal: Proposal) -> dict[str, Any]:
 
     figures: dict[str, Any] = {}
     for name, delta in proposal.expected_deltas.items():
+        if not math.isfinite(delta.value):
+            continue  # an unbounded figure is not a number the LLM may quote
         figures[name] = Figure(value=delta.value, unit=delta.unit)
         low, high = delta.bounds()
         if (low, high) != (delta.value, delta.value):

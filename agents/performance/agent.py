@@ -134,7 +134,11 @@ class PerformanceAgent(Agent):
                 breaks_configured |= kind == "configured"
                 broken.append(f"{label} {estimate.value:.3f} s > {kind} target {target:.3f} s")
             elif not math.isfinite(estimate.high) or estimate.high > target:
-                close.append(f"{label} up to {estimate.high:.3f} s against {target:.3f} s")
+                worst = (
+                    "saturates" if not math.isfinite(estimate.high)
+                    else f"up to {estimate.high:.3f} s"
+                )  # fmt: skip
+                close.append(f"{label} {worst} at the pessimistic end against {target:.3f} s")
         source = ", ".join(targets.sources)
         if broken:
             # A configured SLO is the customer's constraint: it blocks. An assumed
@@ -147,8 +151,7 @@ class PerformanceAgent(Agent):
             return self._verdict(
                 proposal,
                 Verdict.CONCERN,
-                f"within the SLO ({source}) at "
-                "the central estimate, not at the pessimistic end: " + "; ".join(close),
+                f"within the SLO ({source}) at the central estimate only: " + "; ".join(close),
                 deltas,
             )
         return self._verdict(proposal, Verdict.OK, f"predicted within the SLO ({source})", deltas)

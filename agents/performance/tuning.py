@@ -35,6 +35,13 @@ from optiinfra.catalog.gpus import gpu_spec
 from optiinfra.errors import OptiInfraError
 
 AGENT = "performance"
+_TITLES = {
+    "kv_pressure": "KV-cache relief",
+    "queueing": "Queueing relief",
+    "batch_capped": "Batch limit",
+    "prefill_bound": "Prefill speed-up",
+    "decode_bound": "Decode speed-up",
+}
 NOT_WORSE = 1.05
 BETTER = 0.9
 
@@ -260,7 +267,7 @@ def _scaled(observed: Any, ratio_low: float, ratio: float, ratio_high: float,
         return None
     if not math.isfinite(now) or not math.isfinite(ratio):
         return None
-    high = now * ratio_high - now if math.isfinite(ratio_high) else None
+    high = now * ratio_high - now if math.isfinite(ratio_high) else math.inf
     return Delta(
         value=now * ratio - now,
         unit=unit,
@@ -320,7 +327,7 @@ def _proposal(
         tenant=deployment["tenant"],
         provider=deployment["provider"],
         target=deployment["deployment"],
-        title=f"{bottleneck.kind.replace('_', ' ').capitalize()} on "
+        title=f"{_TITLES.get(bottleneck.kind, bottleneck.kind)} on "
         f"{deployment['deployment']}: {described}",
         change={"engine_args": best.change},
         expected_deltas=deltas,

@@ -187,14 +187,6 @@ def test_the_request_carries_the_figures_and_nothing_secret(
     assert "api_token" not in body
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValidationError,
-    reason="BUG agents/common/explain.py _figures: a delta whose central value is NaN or "
-    "infinite is passed to optiinfra.llm.Figure (allow_inf_nan=False) unchecked, so "
-    "explain_proposal raises ValidationError instead of keeping the template; in the "
-    "graph's explain node that fails Agent.run and loses every proposal of the agent",
-)
 def test_a_proposal_with_an_unknown_central_figure_keeps_its_template(
     plain: dict[str, list[Proposal]], server: ChatStandIn, groq: Make
 ) -> None:

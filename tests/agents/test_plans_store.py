@@ -291,6 +291,15 @@ def test_a_plan_with_a_different_set_of_proposals_is_a_new_plan(
         if target != "chat-8b":
             assert (saved.plan_id, saved.new) == (before[target].plan_id, False)
     assert len(_rows(store, Plan)) == len(full.plans) + 1
+    # The old chat-8b plan is out of date: superseded (kept, never deleted), with an audit
+    # event, so reviewers see one current plan per target.
+    plans = _plans_by_id(store)
+    assert plans[before["chat-8b"].plan_id].status == PlanStatus.SUPERSEDED
+    assert plans[after["chat-8b"].plan_id].status == PlanStatus.PENDING_APPROVAL
+    pending = [p for p in plans.values() if p.status == PlanStatus.PENDING_APPROVAL]
+    assert len(pending) == len(full.plans)
+    audit = [e for e in _rows(store, AuditEvent) if e.action == "plan.superseded"]
+    assert [e.subject for e in audit] == [before["chat-8b"].plan_id]
 
 
 def test_a_plan_no_longer_pending_is_not_refreshed(store: StateStore, first: Run) -> None:

@@ -230,27 +230,12 @@ def test_an_empty_result_says_zero_plans() -> None:
 # ---------------------------------------------------------------- found bugs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG agents/performance/agent.py _assess_hardware: when the pessimistic end of "
-    "the prediction saturates (estimate.high = inf) the concern reason is formatted with "
-    "':.3f' and reads 'p95 TTFT up to inf s against 2.000 s'; the report prints it verbatim",
-)
 def test_a_saturating_pessimistic_end_is_not_printed_as_inf(saturating: CoordinatorResult) -> None:
     report = render_report(saturating, run_id="r", timings={}, notes=[])
 
     assert not NON_FINITE.search(report), NON_FINITE.findall(report)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG agents/cost/detectors/rightsize.py _latency_delta: an unbounded predicted "
-    "high (inf) becomes high=None, which Delta.bounds() reads as 'high = the central "
-    "value', so the report shows a bounded interval ending at the central estimate "
-    "(e.g. 'ttft_p95_s: -1021 ms (-1598 ms to -1021 ms)') instead of an unbounded one (∞)",
-)
 def test_an_unbounded_latency_interval_is_shown_unbounded(saturating: CoordinatorResult) -> None:
     report = render_report(saturating, run_id="r", timings={}, notes=[])
 
@@ -258,14 +243,6 @@ def test_an_unbounded_latency_interval_is_shown_unbounded(saturating: Coordinato
     assert line.split(" — ")[0].endswith("to ∞)"), line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG agents/coordinator.py _fewer_replicas_then_spot: the rescaled spot "
-    "proposal gets a new title, change and deltas (1 replica, about $291/month) but keeps "
-    "the narrative written for the original one ('Moving 2 to spot … saves $582/month'), "
-    "so the report quotes a saving its own figures contradict",
-)
 def test_each_narrative_quotes_its_own_monthly_saving(
     default_run: tuple[CoordinatorResult, list[str]],
 ) -> None:

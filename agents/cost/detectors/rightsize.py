@@ -170,8 +170,16 @@ def detect_right_size(
         if (
             saving_h * HOURS_PER_MONTH < thresholds.min_saving_usd_per_month
             or saving_h < thresholds.min_saving_ratio * current_cost
-            or len(chosen) != 1
         ):
+            continue
+        if len(chosen) != 1:
+            mix = " + ".join(f"{n} × {next(o for o in options if o.key == k).gpu}"
+                             for k, n in sorted(chosen.items()))  # fmt: skip
+            notes.append(
+                f"{name}: the allocation program's optimum mixes GPU types ({mix}, "
+                f"${new_cost:.2f}/h against ${current_cost:.2f}/h); mixed allocations are "
+                "reported, not proposed, until a rollout can apply them"
+            )
             continue
         key, new_replicas = next(iter(chosen.items()))
         option = next(o for o in options if o.key == key)
@@ -281,7 +289,7 @@ def _latency_delta(predicted: Any, observed: Any) -> Delta | None:
         return None
     if not math.isfinite(now) or not math.isfinite(predicted.value):
         return None
-    high = predicted.high - now if math.isfinite(predicted.high) else None
+    high = predicted.high - now if math.isfinite(predicted.high) else math.inf
     return Delta(
         value=predicted.value - now,
         unit="s",

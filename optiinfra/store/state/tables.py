@@ -61,6 +61,8 @@ class PlanStatus(StrEnum):
     COMPLETED = "completed"
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"
+    #: Still pending when a later optimize run proposed something else for its target.
+    SUPERSEDED = "superseded"
 
 
 class ApprovalDecision(StrEnum):
