@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from agents.common.agent import AgentDeps
 from agents.common.explain import explain_proposal
