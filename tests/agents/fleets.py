@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from agents.common.proposals import Delta, Proposal, Risk
 from agents.context import FleetContext
 from optiinfra.config import OptiInfraConfig
 
@@ -225,5 +226,35 @@ def default_like() -> list[Fleet]:
             running=0.0,
             ttft_p95=None,
             itl_p95=None,
+        ),
+    ]
+
+
+def handmade_proposals() -> list[Proposal]:
+    """A forbidden reservation (discarded) and a spot move of the idle deployment
+    (superseded by its shutdown)."""
+    return [
+        Proposal(
+            agent="cost",
+            kind="reserved_capacity",
+            detector="reserved",
+            provider="sandbox",
+            target="chat-8b",
+            title="Reserve 1 L4 for chat-8b for a year",
+            change={"commitment": "1y", "gpus": 1},
+            expected_deltas={"cost_usd_per_month": Delta(value=-120.0, unit="USD/month")},
+            confidence=0.7,
+            risk=Risk.LOW,
+        ),
+        Proposal(
+            agent="cost",
+            kind="spot_migration",
+            detector="spot",
+            provider="sandbox",
+            target="legacy-7b",
+            title="Move legacy-7b to spot",
+            change={"market": "spot", "replicas_to_spot": 1, "keep_on_demand": 0},
+            expected_deltas={"cost_usd_per_month": Delta(value=-300.0, unit="USD/month")},
+            confidence=0.6,
         ),
     ]

@@ -34,7 +34,7 @@ from optiinfra.store.state import (
     StateStore,
     open_state,
 )
-from tests.agents.fleets import Fleet, context, default_like
+from tests.agents.fleets import Fleet, context, default_like, handmade_proposals
 from tests.store.state_fixtures import state_url
 
 __all__ = ["state_url"]
@@ -57,41 +57,11 @@ class Run:
         return coordinate(kept, self.agents, self.context, AgentDeps())
 
 
-def _handmade() -> list[Proposal]:
-    """A forbidden reservation (discarded) and a spot move of the idle deployment
-    (superseded by its shutdown)."""
-    return [
-        Proposal(
-            agent="cost",
-            kind="reserved_capacity",
-            detector="reserved",
-            provider="sandbox",
-            target="chat-8b",
-            title="Reserve 1 L4 for chat-8b for a year",
-            change={"commitment": "1y", "gpus": 1},
-            expected_deltas={"cost_usd_per_month": Delta(value=-120.0, unit="USD/month")},
-            confidence=0.7,
-            risk=Risk.LOW,
-        ),
-        Proposal(
-            agent="cost",
-            kind="spot_migration",
-            detector="spot",
-            provider="sandbox",
-            target="legacy-7b",
-            title="Move legacy-7b to spot",
-            change={"market": "spot", "replicas_to_spot": 1, "keep_on_demand": 0},
-            expected_deltas={"cost_usd_per_month": Delta(value=-300.0, unit="USD/month")},
-            confidence=0.6,
-        ),
-    ]
-
-
 def _analyse(fleets: list[Fleet]) -> Run:
     ctx = context(fleets, config=CONFIG)
     agents = all_agents()
     proposals = [p for agent in agents for p in agent.propose(ctx, AgentDeps())]
-    return Run(ctx, agents, proposals + _handmade())
+    return Run(ctx, agents, proposals + handmade_proposals())
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from agents.coordinator import CoordinatorResult, Decision, PlanDraft, coordinat
 from agents.registry import all_agents
 from agents.report import render_report
 from optiinfra.config.schema import OptiInfraConfig, Policy
-from tests.agents.fleets import Fleet, context, default_like
+from tests.agents.fleets import Fleet, context, default_like, handmade_proposals
 
 #: The tenant forbids reserved capacity, so the hand-made reservation is discarded.
 CONFIG = OptiInfraConfig(policies=[Policy(forbidden_changes=["reserved_capacity"])])
@@ -27,35 +27,6 @@ NON_FINITE = re.compile(r"\b(?:nan|inf|infinity)\b", re.IGNORECASE)
 def money(value: float) -> str:
     """How the report writes dollars: whole above $100, cents below."""
     return f"${value:,.0f}" if abs(value) >= 100 else f"${value:,.2f}"
-
-
-def _handmade() -> list[Proposal]:
-    """A forbidden reservation (discarded) and a spot move of the idle deployment
-    (superseded by its shutdown)."""
-    return [
-        Proposal(
-            agent="cost",
-            kind="reserved_capacity",
-            detector="reserved",
-            provider="sandbox",
-            target="chat-8b",
-            title="Reserve 1 L4 for chat-8b for a year",
-            change={"commitment": "1y", "gpus": 1},
-            expected_deltas={"cost_usd_per_month": Delta(value=-120.0, unit="USD/month")},
-            confidence=0.7,
-        ),
-        Proposal(
-            agent="cost",
-            kind="spot_migration",
-            detector="spot",
-            provider="sandbox",
-            target="legacy-7b",
-            title="Move legacy-7b to spot",
-            change={"market": "spot", "replicas_to_spot": 1, "keep_on_demand": 0},
-            expected_deltas={"cost_usd_per_month": Delta(value=-300.0, unit="USD/month")},
-            confidence=0.6,
-        ),
-    ]
 
 
 def _optimize(
@@ -74,7 +45,7 @@ def _optimize(
 
 @pytest.fixture(scope="module")
 def default_run() -> tuple[CoordinatorResult, list[str]]:
-    return _optimize(default_like(), _handmade())
+    return _optimize(default_like(), handmade_proposals())
 
 
 @pytest.fixture(scope="module")
