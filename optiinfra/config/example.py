@@ -172,6 +172,18 @@ llm:
   # base_url: http://localhost:8000/v1
   # model: my-model
 
+# The optimize flow (agents and coordinator): how often it runs when served, which
+# recent window of serving metrics it analyses, and when agents speak up.
+#   interval                  how often the served optimize deployment runs
+#   window                    recent window of serving metrics the agents read
+#   idle_min_observed         engine metrics needed before a deployment is called idle
+#   min_saving_usd_per_month  smallest monthly saving worth proposing
+optimize:
+  interval: 1h
+  window: 1h
+  idle_min_observed: 10m
+  min_saving_usd_per_month: 25
+
 # Store URLs. OPTIINFRA_METRICS_URL, OPTIINFRA_STATE_URL and OPTIINFRA_MEMORY_URL take
 # precedence over these; left out, embedded stores under OPTIINFRA_HOME (~/.optiinfra)
 # are used and no server is needed.

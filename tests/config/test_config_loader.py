@@ -15,6 +15,7 @@ from optiinfra.config import (
     SLO,
     LLMConfig,
     OptiInfraConfig,
+    OptimizeSettings,
     Policy,
     ProviderConfig,
     StoreURLs,
@@ -29,7 +30,16 @@ from optiinfra.errors import ConfigError, ConfigIssue, OptiInfraError
 from tests.config.example_variants import EXAMPLE_KINDS, full_example
 
 KINDS = EXAMPLE_KINDS
-ALL_MODELS = [OptiInfraConfig, Tenant, ProviderConfig, SLO, Policy, LLMConfig, StoreURLs]
+ALL_MODELS = [
+    OptiInfraConfig,
+    Tenant,
+    ProviderConfig,
+    SLO,
+    Policy,
+    LLMConfig,
+    OptimizeSettings,
+    StoreURLs,
+]
 
 
 def write(tmp_path: Path, text: str, name: str = "providers.yaml") -> Path:
