@@ -163,3 +163,14 @@ def test_bad_rates_and_slos_raise(model: CapacityModel) -> None:
         model.max_rate(H100_8B, CHAT, ttft_p95_s=float("nan"))
     with pytest.raises(CapacityError, match="itl_p95_s"):
         model.max_rate(H100_8B, CHAT, itl_p95_s=0.0)
+
+
+@pytest.mark.parametrize(("gpu", "ttft", "itl"), [("L4", 2.0, 0.15), ("H100", 0.5, None)])
+def test_central_rate_is_max_rates_central_value(
+    model: CapacityModel, gpu: str, ttft: float, itl: float | None
+) -> None:
+    config = ServingConfig(gpu=gpu, model="llama-3-8b", max_model_len=8192)
+    workload = Workload(1000, 200)
+    full = model.max_rate(config, workload, ttft_p95_s=ttft, itl_p95_s=itl)
+    assert model.central_rate(config, workload, ttft_p95_s=ttft, itl_p95_s=itl) == full.value
+    assert full.low <= full.value <= full.high

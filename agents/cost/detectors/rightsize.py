@@ -118,8 +118,8 @@ def detect_right_size(
         options = [
             GpuOption(CURRENT, deployment["gpu"], int(deployment["gpu_count"]) or 1, market, price)
         ]
-        current_est = capacity.max_rate(deployment, stats, current_cfg, model)
-        capacities = {CURRENT: float(current_est.value) if current_est else 0.0}
+        current_rate = capacity.central_rate(deployment, stats, current_cfg, model)
+        capacities = {CURRENT: current_rate or 0.0}
         configs: dict[str, Any] = {CURRENT: current_cfg}
         floor = min(replicas, 2) if deployment["stateless"] else 1
         # A candidate whose floor of replicas already costs too much to save enough
@@ -146,12 +146,12 @@ def detect_right_size(
                     cfg = replace(cfg, max_model_len=cap)
             except OptiInfraError:
                 continue
-            estimate = capacity.max_rate(deployment, stats, cfg, model)
-            if estimate is None or not estimate.value > 0:
+            estimate = capacity.central_rate(deployment, stats, cfg, model)
+            if estimate is None or not estimate > 0:
                 continue
             option = GpuOption.from_quote(offer)
             options.append(option)
-            capacities[option.key] = float(estimate.value)
+            capacities[option.key] = estimate
             configs[option.key] = cfg
         demand = Demand(
             deployment=deployment["deployment"],
