@@ -8,6 +8,10 @@ from langchain_core.runnables import RunnableConfig
 
 from agents.common.nodes import deps_of
 from agents.common.state import AgentState
+from agents.cost.detectors.fleet_allocation import (
+    DeploymentCandidates,
+    fleet_allocation_notes,
+)
 from agents.cost.detectors.idle import detect_idle
 from agents.cost.detectors.reserved import detect_reserved
 from agents.cost.detectors.rightsize import ReplicaCapacityEstimator, detect_right_size
@@ -37,12 +41,14 @@ def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
     context = state.context
     capacity = ReplicaCapacityEstimator(deps.capacity_model(), context)
     proposals, notes = [], list(state.notes)
+    candidates: list[DeploymentCandidates] = []
     for found, said in (
         detect_idle(context, thresholds),
-        detect_right_size(context, thresholds, capacity),
+        detect_right_size(context, thresholds, capacity, candidates),
         detect_spot(context, thresholds, capacity.current_replica_rps),
         detect_reserved(context, thresholds),
     ):
         proposals.extend(found)
         notes.extend(said)
+    notes.extend(fleet_allocation_notes(candidates))
     return {"proposals": proposals, "notes": notes}

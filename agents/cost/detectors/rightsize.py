@@ -22,6 +22,7 @@ from agents.common.capacity import ReplicaCapacityEstimator
 from agents.common.proposals import HOURS_PER_MONTH, Delta, Proposal, Risk
 from agents.context import FleetContext
 from agents.cost.allocation import Demand, GpuOption, solve_allocation
+from agents.cost.detectors.fleet_allocation import DeploymentCandidates
 from agents.cost.thresholds import CostThresholds
 from optiinfra.catalog import CatalogError
 from optiinfra.catalog.gpus import gpu_spec
@@ -88,8 +89,13 @@ def _market(deployment: dict[str, Any]) -> str | None:
 
 
 def detect_right_size(
-    context: FleetContext, thresholds: CostThresholds, capacity: ReplicaCapacityEstimator
+    context: FleetContext,
+    thresholds: CostThresholds,
+    capacity: ReplicaCapacityEstimator,
+    collect: list[DeploymentCandidates] | None = None,
 ) -> tuple[list[Proposal], list[str]]:
+    """Right-sizing proposals; ``collect`` (when given) receives every solved
+    deployment's candidates for the fleet-wide allocation figure."""
     proposals: list[Proposal] = []
     notes: list[str] = []
     for deployment, stats in context.deployment_rows():
@@ -161,6 +167,16 @@ def detect_right_size(
             current={CURRENT: replicas},
         )
         allocation = solve_allocation([demand], options)
+        if collect is not None:
+            collect.append(
+                DeploymentCandidates(
+                    name=deployment["deployment"], cloud=cloud, region=deployment["region"],
+                    stateless=deployment["stateless"] is True,
+                    rate_rps=rate * thresholds.headroom, min_replicas=floor,
+                    current_replicas=replicas, current_usd_per_hour=price * replicas,
+                    options=options, capacities=capacities,
+                )
+            )  # fmt: skip
         chosen = allocation.replicas.get(deployment["deployment"])
         if not chosen:
             continue
