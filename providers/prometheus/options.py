@@ -17,16 +17,12 @@ from optiinfra.errors import ConfigError, ConfigIssue
 from providers.base import parse_options as parse_provider_options
 
 
-class PrometheusOptions(BaseModel):
-    """``options:`` accepted by a ``prometheus`` provider entry."""
+class ScrapeSettings(BaseModel):
+    """The scrape knobs every adapter that reads ``/metrics`` with this package's
+    direct-scrape code shares (``prometheus``, ``sandbox``): same names, same meaning."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
-    engine: Literal["auto", "vllm", "sglang", "tgi"] = Field(
-        default="auto",
-        description="Which engine's metrics to read: auto detects vLLM, SGLang and TGI from "
-        "metric names (vllm:, sglang:, tgi_); DCGM_FI_* and node_* are always read.",
-    )
     concurrency: int = Field(
         default=64,
         ge=1,
@@ -47,6 +43,35 @@ class PrometheusOptions(BaseModel):
         le=600,
         description="Longest one scrape or one PromQL request may take.",
     )
+    quantiles: list[float] = Field(
+        default_factory=lambda: [0.5, 0.95, 0.99],
+        min_length=1,
+        description="Quantiles computed from histograms (label quantile).",
+    )
+    cursor_max_age_intervals: float = Field(
+        default=3.0,
+        gt=0,
+        le=1000,
+        description="A previous reading older than this many collection intervals is not "
+        "used for rates (the collector re-scrapes after scrape_settle_seconds instead).",
+    )
+
+    @field_validator("quantiles")
+    @classmethod
+    def _open_interval(cls, values: list[float]) -> list[float]:
+        if any(not 0 < q < 1 for q in values):
+            raise ValueError("each quantile must be strictly between 0 and 1")
+        return sorted(set(values))
+
+
+class PrometheusOptions(ScrapeSettings):
+    """``options:`` accepted by a ``prometheus`` provider entry."""
+
+    engine: Literal["auto", "vllm", "sglang", "tgi"] = Field(
+        default="auto",
+        description="Which engine's metrics to read: auto detects vLLM, SGLang and TGI from "
+        "metric names (vllm:, sglang:, tgi_); DCGM_FI_* and node_* are always read.",
+    )
     label_deployment: str = Field(
         default="model_name",
         min_length=1,
@@ -61,31 +86,12 @@ class PrometheusOptions(BaseModel):
         description="More labels kept when series are summed or averaged (e.g. namespace, "
         "pod); every other label of an engine series is aggregated away.",
     )
-    quantiles: list[float] = Field(
-        default_factory=lambda: [0.5, 0.95, 0.99],
-        min_length=1,
-        description="Quantiles computed from histograms (label quantile).",
-    )
     gauges: Literal["mean", "last"] = Field(
         default="mean",
         description="PromQL: a gauge's value over the window is its mean (avg_over_time) or "
         "its last value (last_over_time). A direct scrape always reads the current value.",
     )
-    cursor_max_age_intervals: float = Field(
-        default=3.0,
-        gt=0,
-        le=1000,
-        description="A previous reading older than this many collection intervals is not "
-        "used for rates (the collector re-scrapes after scrape_settle_seconds instead).",
-    )
     verify_tls: bool = Field(default=True, description="Check TLS certificates (https URLs).")
-
-    @field_validator("quantiles")
-    @classmethod
-    def _open_interval(cls, values: list[float]) -> list[float]:
-        if any(not 0 < q < 1 for q in values):
-            raise ValueError("each quantile must be strictly between 0 and 1")
-        return sorted(set(values))
 
     @field_validator("keep_labels")
     @classmethod

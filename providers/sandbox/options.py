@@ -7,11 +7,11 @@ scrape knobs here are the same knobs with the same meaning (and defaults);
 
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, Field
 
 from optiinfra.config import ProviderConfig
 from providers.base import parse_options
-from providers.prometheus.options import PrometheusOptions
+from providers.prometheus.options import PrometheusOptions, ScrapeSettings
 
 #: The label the scrape treats as "the deployment". No sandbox series carries it, so every
 #: engine series is aggregated per server (``model_name`` is dropped: deployments of one
@@ -19,10 +19,9 @@ from providers.prometheus.options import PrometheusOptions
 DEPLOYMENT_LABEL = "deployment"
 
 
-class SandboxOptions(BaseModel):
-    """``options:`` accepted by a ``sandbox`` provider entry."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+class SandboxOptions(ScrapeSettings):
+    """``options:`` accepted by a ``sandbox`` provider entry (the scrape knobs are the
+    prometheus adapter's, :class:`ScrapeSettings`)."""
 
     control_url: AnyHttpUrl = Field(
         description="Base URL of the sandbox control API, e.g. http://127.0.0.1:44351 "
@@ -36,38 +35,6 @@ class SandboxOptions(BaseModel):
     concurrency: int = Field(
         default=32, ge=1, le=1024, description="Most HTTP requests to servers in flight at once."
     )
-    scrape_settle_seconds: float = Field(
-        default=5.0,
-        ge=0,
-        le=300,
-        description="When a server has no usable previous reading (first run, stale, "
-        "restarted), read it again this much later so rates come from this collection.",
-    )
-    target_timeout_seconds: float = Field(
-        default=10.0,
-        gt=0,
-        le=600,
-        description="Longest one request (control API, /admin/config, one scrape) may take.",
-    )
-    quantiles: list[float] = Field(
-        default_factory=lambda: [0.5, 0.95, 0.99],
-        min_length=1,
-        description="Quantiles computed from histograms (label quantile).",
-    )
-    cursor_max_age_intervals: float = Field(
-        default=3.0,
-        gt=0,
-        le=1000,
-        description="A previous reading older than this many collection intervals is not "
-        "used for rates.",
-    )
-
-    @field_validator("quantiles")
-    @classmethod
-    def _open_interval(cls, values: list[float]) -> list[float]:
-        if any(not 0 < q < 1 for q in values):
-            raise ValueError("each quantile must be strictly between 0 and 1")
-        return sorted(set(values))
 
     @property
     def base_url(self) -> str:
