@@ -208,6 +208,9 @@ class FleetContext:
     #: Running instances per hour over the history window, for commitments:
     #: tenant, provider, cloud, region, gpu, gpu_count, market, hour, instances.
     fleet_hours: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: Per deployment and hour over the history window: request_rate (summed over
+    #: instances), waiting_mean, running_mean, instances (resource agent; may be empty).
+    hourly: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Quality events of the window (application agent; may be empty).
     quality: pd.DataFrame = field(default_factory=pd.DataFrame)
     slos: list[SLO] = field(default_factory=list)
@@ -229,6 +232,7 @@ class FleetContext:
         inventory: pd.DataFrame,
         recent: pd.DataFrame,
         fleet_hours: pd.DataFrame | None = None,
+        hourly: pd.DataFrame | None = None,
         quality: pd.DataFrame | None = None,
         config: OptiInfraConfig | None = None,
     ) -> FleetContext:
@@ -248,6 +252,7 @@ class FleetContext:
             recent=recent,
             stats=stats,
             fleet_hours=fleet_hours if fleet_hours is not None else pd.DataFrame(),
+            hourly=hourly if hourly is not None else pd.DataFrame(),
             quality=quality if quality is not None else pd.DataFrame(),
             slos=list(config.slos) if config else [],
             policies=list(config.policies) if config else [],

@@ -6,6 +6,9 @@ Four queries, each grouped in ClickHouse so only small frames reach Python:
   key's time range; a 1-hour window of a 1,000-instance fleet is a few million rows);
 * the newest inventory row of every instance seen in the window;
 * running instances per hour over the history window (commitments, from inventory);
+* per deployment and hour over the history window: request rate (summed over
+  instances), mean requests waiting and running (forecasts and schedules; three metrics
+  of the ordering key's prefix, so a small part of the raw rows);
 * quality events of the window.
 """
 
@@ -62,6 +65,24 @@ WHERE ts >= {since} AND ts <= {until} AND state = 'running'
 GROUP BY tenant, provider, cloud, region, gpu, gpu_count, market, hour
 """
 
+_HOURLY_SQL = """
+SELECT tenant, provider, deployment, hour,
+       sumIf(mean, metric = 'request_success_per_second') AS request_rate,
+       avgIf(mean, metric = 'requests_waiting') AS waiting_mean,
+       avgIf(mean, metric = 'requests_running') AS running_mean,
+       uniqExactIf(instance, metric = 'request_success_per_second') AS instances
+FROM
+(
+    SELECT tenant, provider, deployment, instance, metric, toStartOfHour(ts) AS hour,
+           avg(value) AS mean
+    FROM samples
+    WHERE metric IN ('request_success_per_second', 'requests_waiting', 'requests_running')
+      AND ts >= {since} AND ts <= {until} AND isFinite(value) AND deployment != ''
+    GROUP BY tenant, provider, deployment, instance, metric, hour
+)
+GROUP BY tenant, provider, deployment, hour
+"""
+
 _QUALITY_SQL = """
 SELECT ts, tenant, provider, deployment, config_id, kind, item_id,
        exact_match, f1, judge_score, latency_seconds
@@ -87,6 +108,7 @@ def load_context(
         recent = store.query_df(_RECENT_SQL.format(since=since, until=until))
         inventory = store.query_df(_INVENTORY_SQL.format(since=since, until=until))
         fleet_hours = store.query_df(_FLEET_HOURS_SQL.format(since=history, until=until))
+        hourly = store.query_df(_HOURLY_SQL.format(since=history, until=until))
         quality = store.query_df(_QUALITY_SQL.format(since=since, until=until))
     if inventory.empty:
         inventory = pd.DataFrame(columns=INVENTORY_COLUMNS)
@@ -96,6 +118,7 @@ def load_context(
         inventory=inventory,
         recent=recent,
         fleet_hours=fleet_hours,
+        hourly=hourly,
         quality=quality,
         config=config,
     )
