@@ -10,7 +10,11 @@ from agents.common.agent import Agent
 _REGISTRY: dict[str, type[Agent]] = {}
 
 #: Modules that register the built-in agents when imported.
-BUILTIN_MODULES = ("agents.cost.agent", "agents.performance.agent")
+BUILTIN_MODULES = (
+    "agents.cost.agent",
+    "agents.performance.agent",
+    "agents.application.agent",
+)
 
 
 def register_agent(cls: type[Agent]) -> type[Agent]:

@@ -154,6 +154,7 @@ def context(
     *,
     config: OptiInfraConfig | None = None,
     fleet_hours: pd.DataFrame | None = None,
+    quality: pd.DataFrame | None = None,
 ) -> FleetContext:
     recent = pd.DataFrame([r for f in fleets for r in recent_rows(f)])
     inventory = pd.DataFrame([r for f in fleets for r in inventory_rows(f)])
@@ -163,6 +164,7 @@ def context(
         inventory=inventory,
         recent=recent,
         fleet_hours=fleet_hours,
+        quality=quality,
         config=config or OptiInfraConfig(),
     )
 

@@ -1,0 +1,1 @@
+"""The application agent: answer quality per deployment and configuration, and its statistics."""
