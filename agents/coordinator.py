@@ -32,9 +32,9 @@ from agents.context import FleetContext
 RISK_FACTOR = {Risk.LOW: 1.0, Risk.MEDIUM: 0.8, Risk.HIGH: 0.5}
 
 #: Kinds that change a target's hardware (GPU type, market, replicas).
-HARDWARE_KINDS = {"right_size", "spot_migration", "idle_shutdown", "consolidation"}
+HARDWARE_KINDS = {"right_size", "spot_migration", "idle_shutdown", "consolidation", "autoscaling"}
 #: Kinds whose change relieves a performance problem.
-RELIEF_KINDS = {"engine_tuning", "quantization", "parallelism", "autoscaling"}
+RELIEF_KINDS = {"engine_tuning", "quantization", "parallelism"}
 
 
 @dataclass

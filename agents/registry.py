@@ -14,6 +14,7 @@ BUILTIN_MODULES = (
     "agents.cost.agent",
     "agents.performance.agent",
     "agents.application.agent",
+    "agents.resource.agent",
 )
 
 

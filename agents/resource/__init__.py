@@ -1,0 +1,1 @@
+"""The resource agent's core: load forecasts, replica schedules, runway and scaling signals."""

@@ -1,0 +1,154 @@
+"""The resource agent's nodes: a load forecast per deployment from its hourly history,
+a replicas-by-hour schedule against today's static allocation, and the runway."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from langchain_core.runnables import RunnableConfig
+
+from agents.common.capacity import ReplicaCapacityEstimator
+from agents.common.nodes import deps_of
+from agents.common.proposals import HOURS_PER_MONTH, Delta, Proposal, Risk
+from agents.common.state import AgentState
+from agents.resource.forecast import ForecastError, forecast_load, holdout_error
+from agents.resource.schedule import ScheduleError, replica_schedule, runway
+
+AGENT = "resource"
+#: Hours of history before a forecast is made (two days: a daily shape can be seen).
+MIN_HISTORY_HOURS = 48
+#: Share of today's replica-hours a schedule must save to be worth proposing.
+MIN_SAVED_FRACTION = 0.15
+HORIZON_HOURS = 168
+
+
+def load_context(state: AgentState) -> dict[str, Any]:
+    if state.context.hourly.empty:
+        return {"notes": [*state.notes, "no hourly load history: no forecast or schedule"]}
+    return {}
+
+
+def _series(hourly: pd.DataFrame, tenant: str, provider: str, name: str) -> pd.Series:
+    rows = hourly[
+        (hourly["tenant"] == tenant)
+        & (hourly["provider"] == provider)
+        & (hourly["deployment"] == name)
+    ]
+    series = pd.Series(
+        rows["request_rate"].to_numpy(dtype=float),
+        index=pd.to_datetime(rows["hour"], utc=True),
+    ).sort_index()
+    return series
+
+
+def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    context = state.context
+    if context.hourly.empty:
+        return {}
+    deps = deps_of(config)
+    capacity = ReplicaCapacityEstimator(deps.capacity_model(), context)
+    proposals: list[Proposal] = []
+    notes = list(state.notes)
+    for deployment, stats in context.deployment_rows():
+        name = f"{deployment['provider']}/{deployment['deployment']}"
+        series = _series(
+            context.hourly, deployment["tenant"], deployment["provider"], deployment["deployment"]
+        )
+        if series.notna().sum() < MIN_HISTORY_HOURS:
+            continue
+        per_replica = capacity.current_replica_rps(deployment, stats)
+        price = float(deployment["price_per_replica"])
+        replicas = int(deployment["replicas"])
+        if not per_replica or per_replica <= 0 or math.isnan(price) or replicas < 1:
+            notes.append(f"{name}: no capacity or price to size a schedule with")
+            continue
+        try:
+            forecast = forecast_load(series, horizon_hours=HORIZON_HOURS)
+            floor = min(replicas, 2) if deployment["stateless"] else 1
+            schedule = replica_schedule(
+                forecast,
+                per_replica,
+                min_replicas=floor,
+                gpus_per_replica=int(deployment["gpu_count"] or 1),
+            )
+        except (ForecastError, ScheduleError) as exc:
+            notes.append(f"{name}: no forecast ({exc})")
+            continue
+        notes.extend(_runway_note(name, series, per_replica * replicas))
+        replica_hours_now = replicas * schedule.hours
+        replica_hours = float(schedule.frame["replicas"].sum())
+        saved = 1 - replica_hours / replica_hours_now
+        if saved < MIN_SAVED_FRACTION or not deployment["stateless"]:
+            continue
+        monthly = (replica_hours_now - replica_hours) / schedule.hours * HOURS_PER_MONTH * price
+        evidence: dict[str, Any] = {
+            "history_hours": int(series.notna().sum()),
+            "forecast_method": forecast.method,
+            "replica_capacity_rps": per_replica,
+            "peak_forecast_upper_rps": float(forecast.upper.max()),
+            "gpu_hours_schedule_per_week": schedule.gpu_hours,
+            "gpu_hours_static_now_per_week": float(
+                replicas * int(deployment["gpu_count"] or 1) * schedule.hours
+            ),
+            "schedule_short_hours": int(schedule.capped_hours),
+        }
+        if series.notna().sum() >= 8 * 24:
+            check = holdout_error(series, holdout_days=7)
+            evidence["holdout_wape"] = round(float(check.wape), 3)
+            evidence["holdout_interval_coverage"] = round(float(check.coverage), 3)
+        by_hour = schedule.by_hour_of_day()
+        proposals.append(
+            Proposal(
+                agent=AGENT,
+                kind="autoscaling",
+                detector="forecast_schedule",
+                tenant=deployment["tenant"],
+                provider=deployment["provider"],
+                target=deployment["deployment"],
+                title=f"Scale {deployment['deployment']} by hour of day "
+                f"({min(by_hour.weekday)}-{max(by_hour.weekday)} replicas, now {replicas})",
+                change={"replicas_by_hour": by_hour.as_config()},
+                expected_deltas={
+                    "cost_usd_per_month": Delta(
+                        value=-monthly,
+                        unit="USD/month",
+                        basis="replica-hours of the schedule vs today",
+                    ),
+                    "replica_hours_per_week": Delta(
+                        value=replica_hours - replica_hours_now, unit="replica-hours"
+                    ),
+                },
+                confidence=0.6,
+                risk=Risk.MEDIUM,
+                evidence=evidence,
+                narrative=(
+                    f"{deployment['deployment']}'s load has a daily shape: a forecast from "
+                    f"{evidence['history_hours']} hours of history ({forecast.method}) needs "
+                    f"{min(by_hour.weekday)} to {max(by_hour.weekday)} replicas by hour instead "
+                    f"of {replicas} all day, {saved:.0%} fewer replica-hours (about "
+                    f"${monthly:,.0f}/month at ${price:.3f}/h)."
+                    + (
+                        f" Held-out error (WAPE) {evidence['holdout_wape']:.0%}."
+                        if "holdout_wape" in evidence
+                        else ""
+                    )
+                ),
+            )
+        )
+    return {"proposals": proposals, "notes": notes}
+
+
+def _runway_note(name: str, series: pd.Series, capacity_rps: float) -> list[str]:
+    try:
+        result = runway(series, capacity_rps)
+    except (ForecastError, ScheduleError):
+        return []
+    if result.exceeds_at is None:
+        return []
+    return [
+        f"{name}: at the current growth the load's upper forecast exceeds today's capacity "
+        f"({capacity_rps:.2f} requests/s) around {result.date} ({result.days_left:.0f} days); "
+        f"add {result.replicas_to_add} replica(s) to last the next weeks"
+    ]
