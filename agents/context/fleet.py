@@ -209,7 +209,7 @@ class FleetContext:
     #: tenant, provider, cloud, region, gpu, gpu_count, market, hour, instances.
     fleet_hours: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Per deployment and hour over the history window: request_rate (summed over
-    #: instances), waiting_mean, running_mean, instances (resource agent; may be empty).
+    #: instances) and instances (resource agent; may be empty).
     hourly: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Quality events of the window (application agent; may be empty).
     quality: pd.DataFrame = field(default_factory=pd.DataFrame)

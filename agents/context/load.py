@@ -6,9 +6,9 @@ Four queries, each grouped in ClickHouse so only small frames reach Python:
   key's time range; a 1-hour window of a 1,000-instance fleet is a few million rows);
 * the newest inventory row of every instance seen in the window;
 * running instances per hour over the history window (commitments, from inventory);
-* per deployment and hour over the history window: request rate (summed over
-  instances), mean requests waiting and running (forecasts and schedules; three metrics
-  of the ordering key's prefix, so a small part of the raw rows);
+* per deployment and hour over the history window: the request rate summed over
+  instances (forecasts and schedules; one metric, a prefix of the ordering key, so a
+  small part of the raw rows);
 * quality events of the window.
 """
 
@@ -66,19 +66,16 @@ GROUP BY tenant, provider, cloud, region, gpu, gpu_count, market, hour
 """
 
 _HOURLY_SQL = """
-SELECT tenant, provider, deployment, hour,
-       sumIf(mean, metric = 'request_success_per_second') AS request_rate,
-       avgIf(mean, metric = 'requests_waiting') AS waiting_mean,
-       avgIf(mean, metric = 'requests_running') AS running_mean,
-       uniqExactIf(instance, metric = 'request_success_per_second') AS instances
+SELECT tenant, provider, deployment, hour, sum(mean) AS request_rate,
+       count() AS instances
 FROM
 (
-    SELECT tenant, provider, deployment, instance, metric, toStartOfHour(ts) AS hour,
+    SELECT tenant, provider, deployment, instance, toStartOfHour(ts) AS hour,
            avg(value) AS mean
     FROM samples
-    WHERE metric IN ('request_success_per_second', 'requests_waiting', 'requests_running')
+    WHERE metric = 'request_success_per_second'
       AND ts >= {since} AND ts <= {until} AND isFinite(value) AND deployment != ''
-    GROUP BY tenant, provider, deployment, instance, metric, hour
+    GROUP BY tenant, provider, deployment, instance, hour
 )
 GROUP BY tenant, provider, deployment, hour
 """

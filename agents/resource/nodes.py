@@ -22,6 +22,9 @@ MIN_HISTORY_HOURS = 48
 #: Share of today's replica-hours a schedule must save to be worth proposing.
 MIN_SAVED_FRACTION = 0.15
 HORIZON_HOURS = 168
+#: Weekly growth (relative) or peak share of capacity that makes the runway worth a look.
+RUNWAY_GROWTH = 0.02
+RUNWAY_NEAR_PEAK = 0.8
 
 
 def load_context(state: AgentState) -> dict[str, Any]:
@@ -64,8 +67,13 @@ def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         if not per_replica or per_replica <= 0 or math.isnan(price) or replicas < 1:
             notes.append(f"{name}: no capacity or price to size a schedule with")
             continue
+        stateless = deployment["stateless"] is True
         try:
-            forecast = forecast_load(series, horizon_hours=HORIZON_HOURS)
+            # Only a stateless deployment can be scheduled: it gets the profile method
+            # (best on steps and short histories); others get the cheap Fourier fit,
+            # enough to see growth for the runway (docs/forecasting.md compares them).
+            method = "profile" if stateless else "fourier"
+            forecast = forecast_load(series, horizon_hours=HORIZON_HOURS, method=method)
             floor = min(replicas, 2) if deployment["stateless"] else 1
             schedule = replica_schedule(
                 forecast,
@@ -76,11 +84,16 @@ def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         except (ForecastError, ScheduleError) as exc:
             notes.append(f"{name}: no forecast ({exc})")
             continue
-        notes.extend(_runway_note(name, series, per_replica * replicas))
+        # The runway needs a long forecast: only where growth or a near peak warrants it.
+        capacity_now = per_replica * replicas
+        if forecast.growth_per_week > RUNWAY_GROWTH or (
+            float(forecast.upper.max()) > RUNWAY_NEAR_PEAK * capacity_now
+        ):
+            notes.extend(_runway_note(name, series, capacity_now))
         replica_hours_now = replicas * schedule.hours
         replica_hours = float(schedule.frame["replicas"].sum())
         saved = 1 - replica_hours / replica_hours_now
-        if saved < MIN_SAVED_FRACTION or not deployment["stateless"]:
+        if saved < MIN_SAVED_FRACTION or not stateless:
             continue
         monthly = (replica_hours_now - replica_hours) / schedule.hours * HOURS_PER_MONTH * price
         evidence: dict[str, Any] = {

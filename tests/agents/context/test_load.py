@@ -67,7 +67,6 @@ def test_load_context_reads_windows_inventory_and_hourly_history(store) -> None:
     assert stats["request_rate"] == pytest.approx(5.0)
     hourly = ctx.hourly.sort_values("hour")
     assert list(hourly["request_rate"]) == pytest.approx([3.0, 4.0, 5.0])
-    assert list(hourly["waiting_mean"]) == pytest.approx([0.0, 0.5, 1.0])
     assert list(hourly["instances"]) == [2, 2, 2]
 
 
