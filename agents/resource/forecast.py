@@ -165,6 +165,9 @@ def forecast_load(
     return _profile(y, future, level, observed, profile_weeks, trend_days)
 
 
+#: Days whose leave-one-out residuals make the interval (the most recent ones).
+LOO_DAYS = 14
+
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -426,7 +429,9 @@ def _profile(
     baseline = np.where(day >= start, fitted, local)
     residuals = np.full(len(x), np.nan)
     rows = grid_rows
-    for d in np.unique(day[in_profile & ok]):
+    # The most recent LOO_DAYS days only: each costs one profile fit, and two weeks of
+    # hourly residuals (14 per hour of day) are enough for the band's quantiles.
+    for d in np.unique(day[in_profile & ok])[-LOO_DAYS:]:
         held = grid.copy()
         cells = day[in_profile] == d
         held[rows[cells], how[in_profile][cells]] = np.nan
