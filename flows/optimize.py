@@ -11,8 +11,11 @@ numpy/pandas and the capacity model, which release the GIL for much of it.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 import uuid
+from concurrent.futures import Executor, ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +32,7 @@ from agents.context import ContextWindow, FleetContext, load_context
 from agents.coordinator import CoordinatorResult, coordinate, plan_summary
 from agents.cost.thresholds import CostThresholds
 from agents.plans import save_result
-from agents.registry import all_agents, get_agent
+from agents.registry import BUILTIN_MODULES, all_agents, get_agent
 from agents.report import render_report
 from optiinfra.config.schema import parse_duration
 from optiinfra.runtime import Runtime, load_runtime
@@ -65,14 +68,37 @@ def load_context_task(runtime: Runtime, recent_seconds: float) -> FleetContext:
         store.close()
 
 
-@task(name="run-agent", cache_policy=NO_CACHE, task_run_name="agent-{name}")
-def run_agent_task(name: str, context: FleetContext, deps: AgentDeps) -> AgentRun:
+def run_agent(name: str, context: FleetContext, deps: AgentDeps) -> AgentRun:
+    """One agent on the context (in this process, or in a worker process of the pool)."""
     started = time.perf_counter()
-    agent = get_agent(name)
-    proposals, notes = agent.run(context, deps)
+    proposals, notes = get_agent(name).run(context, deps)
     return AgentRun(
         agent=name, proposals=proposals, notes=notes, seconds=time.perf_counter() - started
     )
+
+
+@task(name="run-agent", cache_policy=NO_CACHE, task_run_name="agent-{name}")
+def run_agent_task(
+    name: str, context: FleetContext, deps: AgentDeps, pool: Executor | None = None
+) -> AgentRun:
+    """The agent's work runs in ``pool`` when given: agents are CPU-bound Python (the
+    capacity model, forecasts), so threads of one process would take turns on one core."""
+    if pool is None:
+        return run_agent(name, context, deps)
+    return pool.submit(run_agent, name, context, deps).result()
+
+
+def agent_pool(workers: int) -> Executor | None:
+    """A process pool for the agents, or None to run them in this process's threads.
+
+    Worker processes start from a fork server that has imported the agents once, so a
+    run pays that import once, not per agent. Explainers hold live HTTP clients that
+    cannot cross processes: with an LLM configured the agents run in threads.
+    """
+    if workers < 2 or (os.cpu_count() or 1) < 2:
+        return None
+    context = multiprocessing.get_context(os.environ.get("OPTIINFRA_AGENT_START", "fork"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 def build_deps(runtime: Runtime, *, use_llm: bool) -> AgentDeps:
@@ -111,8 +137,13 @@ def optimize_flow(
     timings["load context"] = time.perf_counter() - t0
     deps = build_deps(runtime, use_llm=use_llm)
     chosen = all_agents(agents)
-    futures = [run_agent_task.submit(a.name, context, deps) for a in chosen]
-    runs: list[AgentRun] = [f.result() for f in futures]
+    pool = agent_pool(len(chosen)) if deps.explainer is None else None
+    try:
+        futures = [run_agent_task.submit(a.name, context, deps, pool) for a in chosen]
+        runs: list[AgentRun] = [f.result() for f in futures]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     proposals = [p for r in runs for p in r.proposals]
     notes = list(context.notes) + [f"[{r.agent}] {n}" for r in runs for n in r.notes]
     for r in runs:

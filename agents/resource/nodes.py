@@ -61,12 +61,6 @@ def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         )
         if series.notna().sum() < MIN_HISTORY_HOURS:
             continue
-        per_replica = capacity.current_replica_rps(deployment, stats)
-        price = float(deployment["price_per_replica"])
-        replicas = int(deployment["replicas"])
-        if not per_replica or per_replica <= 0 or math.isnan(price) or replicas < 1:
-            notes.append(f"{name}: no capacity or price to size a schedule with")
-            continue
         stateless = deployment["stateless"] is True
         try:
             # Only a stateless deployment can be scheduled: it gets the profile method
@@ -74,26 +68,38 @@ def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
             # enough to see growth for the runway (docs/forecasting.md compares them).
             method = "profile" if stateless else "fourier"
             forecast = forecast_load(series, horizon_hours=HORIZON_HOURS, method=method)
-            floor = min(replicas, 2) if deployment["stateless"] else 1
-            schedule = replica_schedule(
-                forecast,
-                per_replica,
-                min_replicas=floor,
-                gpus_per_replica=int(deployment["gpu_count"] or 1),
-            )
-        except (ForecastError, ScheduleError) as exc:
+        except ForecastError as exc:
             notes.append(f"{name}: no forecast ({exc})")
+            continue
+        growing = forecast.growth_per_week > RUNWAY_GROWTH
+        if not stateless and not growing:
+            continue  # nothing to schedule and no growth to plan for: no capacity needed
+        per_replica = capacity.current_replica_rps(deployment, stats)
+        price = float(deployment["price_per_replica"])
+        replicas = int(deployment["replicas"])
+        if not per_replica or per_replica <= 0 or math.isnan(price) or replicas < 1:
+            notes.append(f"{name}: no capacity or price to size a schedule with")
             continue
         # The runway needs a long forecast: only where growth or a near peak warrants it.
         capacity_now = per_replica * replicas
-        if forecast.growth_per_week > RUNWAY_GROWTH or (
-            float(forecast.upper.max()) > RUNWAY_NEAR_PEAK * capacity_now
-        ):
+        if growing or float(forecast.upper.max()) > RUNWAY_NEAR_PEAK * capacity_now:
             notes.extend(_runway_note(name, series, capacity_now))
+        if not stateless:
+            continue
+        try:
+            schedule = replica_schedule(
+                forecast,
+                per_replica,
+                min_replicas=min(replicas, 2),
+                gpus_per_replica=int(deployment["gpu_count"] or 1),
+            )
+        except ScheduleError as exc:
+            notes.append(f"{name}: no schedule ({exc})")
+            continue
         replica_hours_now = replicas * schedule.hours
         replica_hours = float(schedule.frame["replicas"].sum())
         saved = 1 - replica_hours / replica_hours_now
-        if saved < MIN_SAVED_FRACTION or not stateless:
+        if saved < MIN_SAVED_FRACTION:
             continue
         monthly = (replica_hours_now - replica_hours) / schedule.hours * HOURS_PER_MONTH * price
         evidence: dict[str, Any] = {
