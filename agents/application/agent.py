@@ -84,21 +84,6 @@ class ApplicationAgent(Agent):
             )
         return self._verdict(proposal, Verdict.OK, f"{head}: margin {margin.reason}", drop)
 
-    def _verdict(
-        self,
-        proposal: Proposal,
-        verdict: Verdict,
-        reason: str,
-        deltas: dict[str, Delta] | None = None,
-    ) -> Assessment:
-        return Assessment(
-            agent=self.name,
-            proposal_key=proposal.key,
-            verdict=verdict,
-            reason=reason,
-            predicted_deltas=deltas or {},
-        )
-
     @staticmethod
     def _current_config(context: FleetContext, proposal: Proposal) -> str | None:
         """The configuration the target runs now: that of its latest quality event."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from agents.common.proposals import Assessment, Proposal
+from agents.common.proposals import Assessment, Delta, Proposal, Verdict
 from agents.common.state import AgentState
 from agents.context import FleetContext
 
@@ -80,3 +80,19 @@ class Agent(ABC):
     ) -> Assessment | None:
         """This agent's view of another agent's proposal; None = nothing to say."""
         return None
+
+    def _verdict(
+        self,
+        proposal: Proposal,
+        verdict: Verdict,
+        reason: str,
+        deltas: dict[str, Delta] | None = None,
+    ) -> Assessment:
+        """An assessment of ``proposal`` by this agent."""
+        return Assessment(
+            agent=self.name,
+            proposal_key=proposal.key,
+            verdict=verdict,
+            reason=reason,
+            predicted_deltas=deltas or {},
+        )

@@ -47,21 +47,6 @@ class PerformanceAgent(Agent):
             return self._assess_hardware(proposal, context, deps)
         return None
 
-    def _verdict(
-        self,
-        proposal: Proposal,
-        verdict: Verdict,
-        reason: str,
-        deltas: dict[str, Delta] | None = None,
-    ) -> Assessment:
-        return Assessment(
-            agent=self.name,
-            proposal_key=proposal.key,
-            verdict=verdict,
-            reason=reason,
-            predicted_deltas=deltas or {},
-        )
-
     def _assess_hardware(
         self, proposal: Proposal, context: FleetContext, deps: AgentDeps
     ) -> Assessment:
