@@ -159,25 +159,6 @@ class ReplicaCapacityEstimator:
         except OptiInfraError:
             return self.model
 
-    def max_rate(
-        self,
-        deployment: dict[str, Any],
-        stats: dict[str, Any] | None,
-        config: Any,
-        model: Any | None = None,
-    ) -> Any | None:
-        """Requests/s one replica of ``config`` serves within the targets (an Estimate)."""
-        workload = self.workload(stats)
-        if workload is None:
-            return None
-        targets = self.targets(deployment)
-        try:
-            return (model or self.model).max_rate(
-                config, workload, ttft_p95_s=targets.ttft_p95_s, itl_p95_s=targets.itl_p95_s
-            )
-        except OptiInfraError:
-            return None
-
     def central_rate(
         self,
         deployment: dict[str, Any],
@@ -186,7 +167,8 @@ class ReplicaCapacityEstimator:
         model: Any | None = None,
     ) -> float | None:
         """Requests/s one replica of ``config`` serves within the targets, central estimate
-        only (a third of :meth:`max_rate`'s work; for comparing many candidates)."""
+        only (a third of the capacity model's ``max_rate`` work; for comparing many
+        candidates)."""
         workload = self.workload(stats)
         if workload is None:
             return None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 from agents.common.capacity import ReplicaCapacityEstimator
@@ -43,8 +44,12 @@ def _serving_gpu(name: str) -> bool:
     return bool(spec.bf16_tflops)
 
 
-def candidate_quotes(cloud: str, region: str, market: str) -> list[Any]:
-    """The cheapest offering of each (GPU type, count) in a region and market."""
+@cache
+def candidate_quotes(cloud: str, region: str, market: str) -> tuple[Any, ...]:
+    """The cheapest offering of each (GPU type, count) in a region and market.
+
+    Cached: the price tables never change while a process runs, and every deployment of
+    a region asks the same question (``price_table()`` copies the whole table)."""
     table = price_table()
     column = "spot_usd_per_hour" if market == "spot" else "on_demand_usd_per_hour"
     rows = table[(table["cloud"] == cloud) & (table["region"] == region) & table[column].notna()]
@@ -58,7 +63,7 @@ def candidate_quotes(cloud: str, region: str, market: str) -> list[Any]:
             continue
         if offer.gpu_count == int(count) and offer.region == region:
             quotes.append(offer)
-    return quotes
+    return tuple(quotes)
 
 
 def context_cap(cfg: Any, workload: Any, model: Any) -> int | None:
