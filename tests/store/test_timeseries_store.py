@@ -255,7 +255,7 @@ def test_tables_declare_partitions_ordering_ttl_and_codecs(ts_url: str) -> None:
         "WHERE database = currentDatabase()"
     ).set_index("name")
     samples = tables.loc["samples"]
-    assert samples["partition_key"] == "toYYYYMM(ts)"
+    assert samples["partition_key"] == "toDate(ts)"
     assert samples["sorting_key"].startswith("tenant, provider, metric, instance")
     assert "TTL toDateTime(ts) + toIntervalDay(90)" in samples["create_table_query"]
     assert "ReplacingMergeTree" in samples["create_table_query"]
