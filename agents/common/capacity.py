@@ -182,6 +182,28 @@ class ReplicaCapacityEstimator:
         except OptiInfraError:
             return None
 
+    def current_replica_rps_interval(
+        self, deployment: dict[str, Any], stats: dict[str, Any] | None
+    ) -> Any | None:
+        """Requests/s one current replica serves within the targets, as the capacity
+        model's estimate with its interval (``value``, ``low``, ``high``): what a
+        schedule that must hold the SLO by itself every hour sizes on (the low end)."""
+        workload = self.workload(stats)
+        if workload is None:
+            return None
+        try:
+            config = self.config(deployment)
+        except OptiInfraError:
+            return None
+        targets = self.targets(deployment)
+        model = self.calibrated(deployment, stats)
+        try:
+            return model.max_rate(
+                config, workload, ttft_p95_s=targets.ttft_p95_s, itl_p95_s=targets.itl_p95_s
+            )
+        except OptiInfraError:
+            return None
+
     def current_replica_rps(
         self, deployment: dict[str, Any], stats: dict[str, Any] | None
     ) -> float | None:

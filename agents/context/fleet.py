@@ -10,6 +10,7 @@ without a ``deployment`` label is its own deployment.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -271,6 +272,26 @@ class FleetContext:
             "records"
         ):
             yield row, stats.get((row["tenant"], row["provider"], row["deployment"]))
+
+    def peak_request_rate(self, deployment: Mapping[str, Any], days: float = 7.0) -> float:
+        """The busiest hour's mean request rate (summed over replicas) in the last
+        ``days`` of hourly history; NaN when there is none.
+
+        Sizing a deployment on the recent window alone would size a daily cycle for
+        whatever hour the run happens at: a fleet sized at night misses its afternoon.
+        """
+        hourly = self.hourly
+        if hourly.empty:
+            return math.nan
+        since = pd.Timestamp(self.now) - pd.Timedelta(days=days)
+        rows = hourly[
+            (hourly["tenant"] == deployment["tenant"])
+            & (hourly["provider"] == deployment["provider"])
+            & (hourly["deployment"] == deployment["deployment"])
+            & (pd.to_datetime(hourly["hour"], utc=True) >= since)
+        ]
+        rates = pd.to_numeric(rows["request_rate"], errors="coerce").dropna()
+        return float(rates.max()) if len(rates) else math.nan
 
     def cloud_of(self, deployment: Mapping[str, Any]) -> str:
         """The cloud a deployment runs on: its ``cloud`` label, else its provider's kind."""

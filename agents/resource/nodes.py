@@ -74,7 +74,10 @@ def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         growing = forecast.growth_per_week > RUNWAY_GROWTH
         if not stateless and not growing:
             continue  # nothing to schedule and no growth to plan for: no capacity needed
-        per_replica = capacity.current_replica_rps(deployment, stats)
+        # The schedule takes replicas away hour by hour with nobody watching: it sizes on
+        # the low end of the capacity model's interval, not its central estimate.
+        interval = capacity.current_replica_rps_interval(deployment, stats)
+        per_replica = float(interval.low) if interval is not None else None
         price = float(deployment["price_per_replica"])
         replicas = int(deployment["replicas"])
         if not per_replica or per_replica <= 0 or math.isnan(price) or replicas < 1:
@@ -83,7 +86,7 @@ def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         # The runway needs a long forecast: only where growth or a near peak warrants it.
         capacity_now = per_replica * replicas
         if growing or float(forecast.upper.max()) > RUNWAY_NEAR_PEAK * capacity_now:
-            notes.extend(_runway_note(name, series, capacity_now))
+            notes.extend(_runway_note(name, series, capacity_now, per_replica))
         if not stateless:
             continue
         try:
@@ -106,6 +109,9 @@ def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
             "history_hours": int(series.notna().sum()),
             "forecast_method": forecast.method,
             "replica_capacity_rps": per_replica,
+            "replica_capacity_rps_central": (
+                float(interval.value) if interval is not None else None
+            ),
             "peak_forecast_upper_rps": float(forecast.upper.max()),
             "gpu_hours_schedule_per_week": schedule.gpu_hours,
             "gpu_hours_static_now_per_week": float(
@@ -159,15 +165,27 @@ def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
     return {"proposals": proposals, "notes": notes}
 
 
-def _runway_note(name: str, series: pd.Series, capacity_rps: float) -> list[str]:
+def _runway_note(
+    name: str, series: pd.Series, capacity_rps: float, per_replica_rps: float
+) -> list[str]:
     try:
-        result = runway(series, capacity_rps)
+        result = runway(series, capacity_rps, capacity_rps_per_replica=per_replica_rps)
     except (ForecastError, ScheduleError):
         return []
     if result.exceeds_at is None:
         return []
+    days = f"{result.days_left:.0f} days"
+    when = (
+        "already exceeds"
+        if result.days_left < 1
+        else f"exceeds, at the current growth, around {result.date} ({days}),"
+    )
+    add = (
+        f"; add {result.replicas_to_add} replica(s) to last the next weeks"
+        if result.replicas_to_add
+        else ""
+    )
     return [
-        f"{name}: at the current growth the load's upper forecast exceeds today's capacity "
-        f"({capacity_rps:.2f} requests/s) around {result.date} ({result.days_left:.0f} days); "
-        f"add {result.replicas_to_add} replica(s) to last the next weeks"
+        f"{name}: the load's upper forecast {when} today's estimated capacity "
+        f"({capacity_rps:.2f} requests/s){add}"
     ]

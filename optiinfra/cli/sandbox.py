@@ -22,7 +22,7 @@ def add_parser(sub: Any) -> None:
     up.add_argument(
         "--fleet",
         default="default",
-        help="'default' (with planted problems), 'healthy', or a fleet YAML file",
+        help="'default' (with planted problems), 'healthy', 'diurnal', or a fleet YAML file",
     )
     up.add_argument("--no-load", action="store_true", help="start the servers without load")
     up.add_argument(
@@ -45,6 +45,18 @@ def add_parser(sub: Any) -> None:
     )
     config.add_argument("--force", action="store_true", help="overwrite an existing file")
     config.set_defaults(handler=cmd_config)
+
+    history = actions.add_parser(
+        "history",
+        help="write a fleet's past weeks of offered load into the time-series store "
+        "(what forecasts need; a live sandbox starts with none)",
+    )
+    history.add_argument("--fleet", default="diurnal", help="bundled fleet name or YAML file")
+    history.add_argument("--days", type=float, default=28.0, help="how far back (default 28)")
+    history.add_argument(
+        "--deployment", action="append", default=None, help="only this deployment (repeatable)"
+    )
+    history.set_defaults(handler=cmd_history)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -103,6 +115,31 @@ def cmd_config(args: argparse.Namespace) -> int:
     path.write_text(sandbox_providers_yaml(state["control"], state["live"]["deployments"], golden))
     print(f"wrote {path} (and its golden set {golden.name})")
     print(f"collect the sandbox once with: optiinfra --config {path} collect --once")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from optiinfra.runtime import load_runtime
+    from optiinfra.sandbox.fleet import load_fleet
+    from optiinfra.sandbox.history import history_samples
+
+    fleet = load_fleet(args.fleet)
+    now = datetime.now(UTC)
+    frame = history_samples(fleet, now, args.days, deployments=args.deployment)
+    store = load_runtime(args.config).open_timeseries()
+    try:
+        store.ensure_schema()
+        written = store.write_samples(frame)
+    finally:
+        store.close()
+    names = sorted(set(frame["deployment"])) if len(frame) else []
+    print(BANNER)
+    print(
+        f"wrote {written:,} samples of offered load ({args.days:g} days before "
+        f"{now:%Y-%m-%d %H:00} UTC) for {', '.join(names) or 'no deployment with load'}"
+    )
     return 0
 
 

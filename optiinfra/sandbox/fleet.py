@@ -37,7 +37,7 @@ from optiinfra.sandbox.quality import QualityModel
 from optiinfra.sandbox.server import SANDBOX_NOTICE, ServerIdentity, SimServer
 from optiinfra.sandbox.spec import DeploymentSpec, FleetSpec
 
-BUNDLED_FLEETS = ("default", "healthy")
+BUNDLED_FLEETS = ("default", "healthy", "diurnal")
 
 
 class LoadStats:
@@ -65,7 +65,7 @@ def bundled_fleet_path(name: str) -> Path:
 
 
 def load_fleet(source: str | Path) -> FleetSpec:
-    """A bundled fleet by name (``default``, ``healthy``) or a fleet YAML file.
+    """A bundled fleet by name (``default``, ``healthy``, ``diurnal``) or a fleet YAML file.
 
     Besides the schema, every deployment's model and GPU must be in the catalog and the
     model must fit on its GPUs; problems are reported with file, line and field.
@@ -211,7 +211,7 @@ class Fleet:
             if load.seed is not None:  # a fixed seed still varies from window to window
                 load = load.model_copy(update={"seed": load.seed + window})
             seed = self.settings.seed * 1000 + window + zlib.crc32(name.encode())
-            plan = schedule(load, duration, seed=seed)
+            plan = schedule(load, duration, seed=seed, start_epoch=time.time())
             # prompts fit the served context (the trace's longest would be refused), and
             # each window's request-unique words differ; Mooncake's shared prefix blocks
             # keep their text, so a conversation prefix seen an hour ago can still hit

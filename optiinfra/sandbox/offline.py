@@ -16,10 +16,16 @@ from optiinfra.sandbox.spec import DeploymentSpec
 
 
 def simulate_deployment(
-    deployment: DeploymentSpec, duration_s: float, *, seed: int = 0, noise: float = 0.0
+    deployment: DeploymentSpec,
+    duration_s: float,
+    *,
+    seed: int = 0,
+    noise: float = 0.0,
+    start_epoch: float = 0.0,
 ) -> list[EngineCore]:
-    """Replay ``duration_s`` seconds of the deployment's load; one engine per replica,
-    each run until its last request has finished."""
+    """Replay ``duration_s`` seconds of the deployment's load from UTC epoch second
+    ``start_epoch`` (which a load ``cycle`` reads); one engine per replica, each run
+    until its last request has finished."""
     perf = StepTimeModel(
         gpu_spec(deployment.gpu), model_spec(deployment.model), deployment.engine_args
     )
@@ -28,7 +34,7 @@ def simulate_deployment(
         EngineCore(perf, deployment.engine_args, seed=seed + r, noise=noise, max_model_len=context)
         for r in range(max(1, deployment.replicas))
     ]
-    plan = schedule(deployment.load, duration_s, seed=seed)
+    plan = schedule(deployment.load, duration_s, seed=seed, start_epoch=start_epoch)
     prompts = PromptBuilder(max(1024, context - 2048), salt=f"s{seed}")
     for i in range(len(plan)):
         words = prompts.for_request(plan, i).split()

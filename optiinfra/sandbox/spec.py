@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 EngineKind = Literal["vllm", "sglang", "tgi"]
 Market = Literal["on-demand", "spot"]
@@ -78,6 +78,33 @@ class EngineArgs(_Strict):
         return self.tensor_parallel_size * self.pipeline_parallel_size
 
 
+class DailyCycle(_Strict):
+    """A day-and-week shape laid over a replayed trace (arrivals thinned by it).
+
+    The factor at UTC time ``t`` is ``w(t) * (1 + a cos(2 pi (h(t) - peak_hour_utc) / 24))
+    / (1 + a)`` with ``a = (p - 1) / (p + 1)``, ``h`` the hour of day and ``w`` 1 on
+    weekdays, ``weekend_factor`` on Saturday and Sunday (1 at a weekday's peak hour,
+    ``1 / peak_to_trough`` twelve hours away), times the day's level (``day_jitter``).
+    It follows wall-clock UTC time, so a history written for past hours and a live run
+    agree on the hour's load.
+    """
+
+    peak_to_trough: float = Field(
+        3.0, ge=1, description="Ratio of a weekday's busiest to its quietest instant."
+    )
+    peak_hour_utc: float = Field(15.0, ge=0, lt=24, description="UTC hour of the daily peak.")
+    weekend_factor: float = Field(
+        0.6, gt=0, le=1, description="Saturday's and Sunday's load relative to a weekday's."
+    )
+    day_jitter: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="Each UTC day's level is 1 - day_jitter x u, u uniform in [0, 1) and "
+        "fixed per day: days differ as real ones do.",
+    )
+
+
 class LoadSpec(_Strict):
     """The offered load on one deployment (spread over its replicas)."""
 
@@ -107,7 +134,18 @@ class LoadSpec(_Strict):
     )
     prompt_tokens: PositiveInt = Field(512, description="poisson/diurnal: mean prompt length.")
     output_tokens: PositiveInt = Field(128, description="poisson/diurnal: mean output length.")
+    cycle: DailyCycle | None = Field(
+        None,
+        description="trace: thin the replay by a daily and weekly shape (UTC); rate_scale "
+        "is then the scale at a weekday's peak hour.",
+    )
     seed: int | None = Field(None, description="Random seed; default derived from the fleet's.")
+
+    @model_validator(mode="after")
+    def _cycle_needs_trace(self) -> LoadSpec:
+        if self.cycle is not None and self.kind != "trace":
+            raise ValueError(f"cycle shapes a replayed trace; kind is {self.kind!r}")
+        return self
 
 
 class DeploymentSpec(_Strict):

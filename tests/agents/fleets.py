@@ -155,6 +155,7 @@ def context(
     config: OptiInfraConfig | None = None,
     fleet_hours: pd.DataFrame | None = None,
     quality: pd.DataFrame | None = None,
+    hourly: pd.DataFrame | None = None,
 ) -> FleetContext:
     recent = pd.DataFrame([r for f in fleets for r in recent_rows(f)])
     inventory = pd.DataFrame([r for f in fleets for r in inventory_rows(f)])
@@ -165,6 +166,7 @@ def context(
         recent=recent,
         fleet_hours=fleet_hours,
         quality=quality,
+        hourly=hourly,
         config=config or OptiInfraConfig(),
     )
 

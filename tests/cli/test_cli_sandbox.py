@@ -129,3 +129,31 @@ def test_readme_quickstart_collects_the_sandbox_and_stores_metrics_and_quality(
         assert any(line.split()[:3] == ["sandbox", "sandbox", "ok"] for line in lines if line)
     finally:
         assert run("sandbox", "down", env=env).returncode == 0
+
+
+def test_history_writes_weeks_of_offered_load_that_the_hourly_context_reads(
+    env: dict[str, str],
+) -> None:
+    done = run("sandbox", "history", "--fleet", "diurnal", "--days", "3", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "wrote 2,304 samples of offered load" in done.stdout  # 72 h x 4 x 8 replicas
+    assert "chat-8b" in done.stdout
+    again = run("sandbox", "history", "--days", "0", env=env)
+    assert again.returncode != 0
+    assert "days must be in" in again.stderr and "Traceback" not in again.stderr
+    from datetime import UTC, datetime
+
+    from agents.context import load_context
+    from optiinfra.runtime import load_runtime
+
+    os.environ["OPTIINFRA_HOME"] = env["OPTIINFRA_HOME"]
+    runtime = load_runtime(None)
+    store = runtime.open_timeseries()
+    try:
+        hourly = load_context(store, runtime.config, now=datetime.now(UTC)).hourly
+    finally:
+        store.close()
+    assert set(hourly["deployment"]) == {"chat-8b"}
+    assert len(hourly) == 72
+    assert (hourly["instances"] == 8).all()
+    assert hourly["request_rate"].max() > 2 * hourly["request_rate"].min() > 0

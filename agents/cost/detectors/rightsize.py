@@ -109,7 +109,12 @@ def detect_right_size(
         price = float(deployment["price_per_replica"])
         if replicas < 1 or stats is None or math.isnan(price) or deployment["mixed_hardware"]:
             continue
-        rate = float(stats.get("request_rate") or math.nan)
+        window_rate = float(stats.get("request_rate") or math.nan)
+        # Size for the busiest hour of the last week, not the hour this run happens at.
+        peak = context.peak_request_rate(deployment)
+        busier = math.isfinite(peak) and not peak <= window_rate * 1.01
+        rate = peak if busier else window_rate
+        sized_for = "busiest hour of the last 7 days" if busier else "recent window"
         if not math.isfinite(rate) or rate <= thresholds.idle_max_request_rate:
             continue
         market = _market(deployment)
@@ -255,7 +260,9 @@ def detect_right_size(
                 confidence=0.75 if key == CURRENT else 0.7,
                 risk=Risk.MEDIUM,
                 evidence={
-                    "request_rate_rps": rate,
+                    "request_rate_rps": window_rate,
+                    "sized_for_rps": rate,
+                    "sized_for": sized_for,
                     "headroom": thresholds.headroom,
                     "mean_prompt_tokens": workload.prompt_tokens,
                     "mean_output_tokens": workload.output_tokens,
@@ -276,7 +283,9 @@ def detect_right_size(
                     "max_model_len_after": cfg.max_model_len,
                 },
                 narrative=(
-                    f"{deployment['deployment']} serves {rate:.2f} requests/s "
+                    f"{deployment['deployment']} serves {window_rate:.2f} requests/s now"
+                    + (f" and {rate:.2f} in its {sized_for}" if busier else "")
+                    + " "
                     f"({workload.prompt_tokens:.0f} prompt / {workload.output_tokens:.0f} "
                     f"output tokens on average) on {replicas} × {deployment['gpu']} at "
                     f"${current_cost:.2f}/h. {what} at ${new_cost:.2f}/h serves it with "

@@ -38,6 +38,13 @@ How each kind is built:
     the peak rate. Lengths as for poisson.
 ``none``
     No requests.
+
+A trace load with a ``cycle`` (:class:`~optiinfra.sandbox.spec.DailyCycle`) is built as
+above at ``rate_scale``, then each request is kept with probability
+:func:`cycle_factor` at its wall-clock time ``start_epoch + arrival_s`` (UTC seconds):
+the published trace's burstiness and lengths, at a volume that follows the hour of day
+and the day of week. ``start_epoch`` is when the schedule's second 0 is; a history for
+past hours and a live run therefore offer the same load for the same hour.
 """
 
 from __future__ import annotations
@@ -50,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from optiinfra.errors import OptiInfraError
-from optiinfra.sandbox.spec import LoadSpec
+from optiinfra.sandbox.spec import DailyCycle, LoadSpec
 from optiinfra.sandbox.traces import Trace, load_trace
 
 #: Log-space standard deviation of synthetic prompt/output lengths (log-normal).
@@ -129,6 +136,20 @@ class Schedule:
             return None
         return blocks + self.block_shift[i]
 
+    def subset(self, keep: np.ndarray) -> Schedule:
+        """The requests where ``keep`` (a boolean mask) is true, in the same order."""
+        return Schedule(
+            self.kind,
+            self.duration_s,
+            self.seed,
+            self.arrival_s[keep],
+            self.prompt_tokens[keep],
+            self.output_tokens[keep],
+            self.trace,
+            None if self.trace_row is None else self.trace_row[keep],
+            None if self.block_shift is None else self.block_shift[keep],
+        )
+
     def to_frame(self) -> pd.DataFrame:
         """One row per request: arrival_s, prompt_tokens, output_tokens."""
         return pd.DataFrame(
@@ -140,15 +161,22 @@ class Schedule:
         )
 
 
-def schedule(load: LoadSpec, duration_s: float, seed: int = 0) -> Schedule:
-    """The requests ``load`` offers one deployment over ``[0, duration_s)`` seconds."""
+def schedule(
+    load: LoadSpec, duration_s: float, seed: int = 0, *, start_epoch: float = 0.0
+) -> Schedule:
+    """The requests ``load`` offers one deployment over ``[0, duration_s)`` seconds,
+    second 0 being the UTC epoch time ``start_epoch`` (only a ``cycle`` reads it)."""
     if not math.isfinite(duration_s) or duration_s < 0:
         raise ScheduleError(f"duration_s must be a finite number >= 0, not {duration_s!r}")
     _check_size(load, duration_s)
     used_seed = load.seed if load.seed is not None else seed
     rng = np.random.default_rng(used_seed)
     if load.kind == "trace":
-        return _trace_schedule(load, duration_s, used_seed, rng)
+        plan = _trace_schedule(load, duration_s, used_seed, rng)
+        if load.cycle is not None and len(plan):
+            keep = rng.random(len(plan)) < cycle_factor(load.cycle, start_epoch + plan.arrival_s)
+            plan = plan.subset(keep)
+        return plan
     if load.kind in ("poisson", "diurnal") and load.rps > 0 and duration_s > 0:
         if load.kind == "poisson":
             times = _poisson_times(rng, load.rps, duration_s)
@@ -159,6 +187,29 @@ def schedule(load: LoadSpec, duration_s: float, seed: int = 0) -> Schedule:
         return Schedule(load.kind, duration_s, used_seed, times, prompt, output)
     empty_f, empty_i = np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int64)
     return Schedule(load.kind, duration_s, used_seed, empty_f, empty_i, empty_i.copy())
+
+
+def cycle_factor(cycle: DailyCycle, epoch_s: np.ndarray | float) -> np.ndarray:
+    """The cycle's factor (0, 1] at UTC epoch second(s) ``epoch_s``."""
+    t = np.asarray(epoch_s, dtype=np.float64)
+    a = (cycle.peak_to_trough - 1.0) / (cycle.peak_to_trough + 1.0)
+    hour = np.mod(t, 86400.0) / 3600.0
+    shape = (1.0 + a * np.cos(2.0 * np.pi * (hour - cycle.peak_hour_utc) / 24.0)) / (1.0 + a)
+    # 1970-01-01 was a Thursday: day 0 -> weekday 3 (Monday = 0).
+    day = np.floor(t / 86400.0)
+    weekday = np.mod(day + 3.0, 7.0)
+    factor = shape * np.where(weekday >= 5.0, cycle.weekend_factor, 1.0)
+    if cycle.day_jitter > 0:
+        factor = factor * (1.0 - cycle.day_jitter * _day_uniform(day))
+    return factor
+
+
+def _day_uniform(day: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random number in [0, 1) per day index (a multiplicative hash), so
+    any span of hours sees the same level for the same day."""
+    key = (day.astype(np.int64) * 2654435761 + 97) % (1 << 32)
+    key = (key ^ (key >> 16)) * 73244475 % (1 << 32)
+    return (key ^ (key >> 16)).astype(np.float64) / float(1 << 32)
 
 
 def trace_period_s(trace: Trace, time_scale: float = 1.0) -> float:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from agents.common.capacity import DEFAULT_TARGETS
@@ -19,7 +21,7 @@ from optiinfra.capacity import CapacityModel, ServingConfig
 from optiinfra.catalog.prices import price_table, quote
 from optiinfra.config import OptiInfraConfig
 from optiinfra.config.schema import SLO
-from tests.agents.fleets import Fleet, context, default_like
+from tests.agents.fleets import NOW, Fleet, context, default_like
 
 THRESHOLDS = CostThresholds()
 LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
@@ -198,3 +200,39 @@ def test_an_e2e_only_slo_still_sizes_against_a_latency_bound(model: CapacityMode
     [p], _ = run([code_3b()], model, config)
     targets = p.evidence["targets"]
     assert targets["ttft_p95_s"] is not None or targets["itl_p95_s"] is not None
+
+
+def _hourly(peak_rps: float, peak_hours_ago: int) -> pd.DataFrame:
+    """Two weeks of chat-8b's hourly load at 0.9 requests/s, one hour at ``peak_rps``."""
+    hours = range(1, 14 * 24)
+    return pd.DataFrame(
+        {
+            "tenant": "default",
+            "provider": "sandbox",
+            "deployment": "chat-8b",
+            "hour": [NOW - timedelta(hours=h) for h in hours],
+            "request_rate": [peak_rps if h == peak_hours_ago else 0.9 for h in hours],
+            "instances": 3,
+        }
+    )
+
+
+def test_replicas_are_sized_for_the_busiest_hour_of_the_last_week(
+    model: CapacityModel,
+) -> None:
+    fleets = [f for f in default_like() if f.name == "chat-8b"]
+    quiet = context(fleets, hourly=_hourly(0.9, 30))
+    [now_only] = detect_right_size(quiet, THRESHOLDS, ReplicaCapacityEstimator(model, quiet))[0]
+    assert now_only.change["replicas"] == 2  # 0.9 requests/s fit on two L4s
+    assert now_only.evidence["sized_for"] == "recent window"
+    # An afternoon at 3.3x the load, 30 hours ago: two replicas would not serve it.
+    busy = context(fleets, hourly=_hourly(3.0, 30))
+    proposals, _ = detect_right_size(busy, THRESHOLDS, ReplicaCapacityEstimator(model, busy))
+    assert all(p.change["replicas"] >= 3 for p in proposals)
+    for p in proposals:
+        assert p.evidence["sized_for_rps"] == pytest.approx(3.0)
+        assert p.evidence["request_rate_rps"] == pytest.approx(0.9)
+    # The same peak ten days ago is outside the week looked at.
+    old = context(fleets, hourly=_hourly(3.0, 240))
+    [stale] = detect_right_size(old, THRESHOLDS, ReplicaCapacityEstimator(model, old))[0]
+    assert stale.change["replicas"] == 2
