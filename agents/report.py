@@ -6,6 +6,7 @@ only text an LLM may have written, and it is labelled as such.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 
@@ -106,5 +107,73 @@ def _plan_section(plan: PlanDraft, plan_id: str | None) -> list[str]:
         lines.append(
             f"- **{assessment.agent}** says _{assessment.verdict.value}_: {assessment.reason}"
         )
+    lines.append("")
+    return lines
+
+
+def render_approval_request(
+    plans: Sequence[PlanDraft],
+    plan_ids: Mapping[int, str],
+    *,
+    run_id: str,
+    timeout_text: str,
+    similar_outcomes: Mapping[str, Sequence[str]] | None = None,
+) -> str:
+    """The approval form's description: every plan a reviewer is asked about, in full.
+
+    For each plan: the exact change, where (tenant, provider, target), the figures with
+    their units and ranges, risk and confidence, the other agents' assessments, and
+    similar past outcomes (``similar_outcomes``: plan id → one line each; decision
+    memory fills it, and without it the section says none are known).
+    """
+    total = sum(p.monthly_saving_usd for p in plans)
+    lines = [
+        f"# Approval for optimize run {run_id}",
+        "",
+        f"**{len(plans)} plan(s)**, {_money(total)}/month of expected savings in all. "
+        "Answer *approve* or *reject* with your name and a comment; list plan ids under "
+        "*plans* to answer only those (empty: every plan below). The run then asks again "
+        f"about the rest. No answer within {timeout_text} counts as rejected. "
+        "Nothing is applied until a rollout runs on an approved plan.",
+        "",
+    ]
+    for plan in plans:
+        plan_id = plan_ids.get(plan.rank, "")
+        lines += _approval_section(plan, plan_id, (similar_outcomes or {}).get(plan_id, ()))
+    return "\n".join(lines)
+
+
+def _approval_section(plan: PlanDraft, plan_id: str, similar: Sequence[str]) -> list[str]:
+    where = f"tenant `{plan.tenant}`, provider `{plan.provider or '—'}`, target `{plan.target}`"
+    lines = [
+        f"## {plan.rank}. {plan.title}",
+        "",
+        f"- plan id: `{plan_id}`",
+        f"- where: {where}",
+        f"- risk: {plan.risk.value}; confidence: {plan.confidence:.0%}",
+        "",
+        "### What changes",
+        "",
+    ]
+    for position, proposal in enumerate(plan.proposals, start=1):
+        label = "LLM-written" if proposal.explanation_source == "llm" else "template"
+        change = json.dumps(proposal.change, default=str, sort_keys=True)
+        lines.append(f"{position}. **{proposal.agent} / {proposal.kind}**: change `{change}`")
+        if proposal.narrative:
+            lines.append(f"   > {proposal.narrative} _({label})_")
+    lines += ["", "### Expected figures", ""]
+    lines += [
+        f"- {_delta(name, delta)}" + (f" — {delta.basis}" if delta.basis else "")
+        for name, delta in plan.expected_deltas.items()
+    ] or ["- none stated"]
+    lines += ["", "### Risks and assessments", ""]
+    raised = [p for p in plan.proposals if p.risk.value != "low"]
+    for proposal in raised:
+        lines.append(f"- {proposal.kind} is {proposal.risk.value} risk")
+    lines += [
+        f"- **{a.agent}** says _{a.verdict.value}_: {a.reason}" for a in plan.assessments
+    ] or ["- no other agent assessed this plan"]
+    lines += ["", "### Similar past outcomes", ""]
+    lines += [f"- {line}" for line in similar] or ["- none recorded yet"]
     lines.append("")
     return lines

@@ -1,8 +1,10 @@
 """The optimize flow: read the stores, run the agents in parallel, coordinate, store
-the plans, publish a markdown artifact.
+the plans, publish a markdown artifact, then (when approval is on) pause for a person's
+answer on the plans (:mod:`flows.approval`).
 
-Approval (a paused run with a typed form) and rollout come in later flows; here a plan
-ends ``pending_approval`` in the state store, and nothing is applied.
+Plans are stored ``pending_approval``; an answer moves them to ``approved`` or
+``rejected`` (no answer before ``optimize.approval_timeout`` counts as rejected). Nothing
+is applied here: a rollout takes :func:`optiinfra.approvals.approved_plans`.
 
 The agents run as Prefect tasks on a thread pool: the fleet context (pandas frames) is
 shared in memory rather than serialised to other processes, and the agents' work is
@@ -32,8 +34,9 @@ from agents.context import ContextWindow, FleetContext, load_context
 from agents.coordinator import CoordinatorResult, coordinate, plan_summary
 from agents.cost.thresholds import CostThresholds
 from agents.plans import save_result
-from agents.registry import BUILTIN_MODULES, all_agents, get_agent
+from agents.registry import all_agents, get_agent
 from agents.report import render_report
+from flows.approval import ApprovalOutcome, await_approval, should_wait
 from optiinfra.config.schema import parse_duration
 from optiinfra.runtime import Runtime, load_runtime
 
@@ -56,6 +59,14 @@ class OptimizeSummary(BaseModel):
     discarded: list[dict[str, Any]]
     notes: list[str]
     timings: dict[str, float]
+    approval: ApprovalOutcome | None = Field(
+        default=None, description="The approval step's result; None when the run did not wait."
+    )
+
+    @property
+    def approved_plan_ids(self) -> list[str]:
+        """Plans of this run a person approved (empty when the run did not wait)."""
+        return list(self.approval.approved) if self.approval else []
 
 
 @task(name="load-context", cache_policy=NO_CACHE)
@@ -124,9 +135,17 @@ def optimize_flow(
     window: str | None = None,
     agents: list[str] | None = None,
     use_llm: bool = True,
+    wait_for_approval: bool | None = None,
+    approval_timeout: str | None = None,
+    approval_poll_seconds: int = 10,
 ) -> OptimizeSummary:
     """Analyse the fleet over the last ``window`` (default: ``optimize.window`` of
-    providers.yaml, 1h) and store ranked plans for approval."""
+    providers.yaml, 1h), store ranked plans, and wait for a person's answer on them.
+
+    ``wait_for_approval`` overrides ``optimize.approval`` (None: the configuration;
+    ``auto`` waits only in runs of a deployment). ``approval_timeout`` (e.g. ``30m``)
+    overrides ``optimize.approval_timeout``; ``approval_poll_seconds`` is how soon an
+    answer is seen."""
     logger = get_run_logger()
     started = datetime.now(UTC)
     runtime = load_runtime(config_path)
@@ -152,11 +171,12 @@ def optimize_flow(
     result: CoordinatorResult = coordinate(proposals, chosen, context, deps)
     timings["coordinator"] = time.perf_counter() - t0
     run_id = _run_id()
+    waiting = should_wait(runtime, wait_for_approval)
     t0 = time.perf_counter()
     state = runtime.open_state()
     try:
         state.sync_config(runtime.config)
-        stored = save_result(state, result, run_id=run_id)
+        stored = save_result(state, result, run_id=run_id, flow_run_id=run_id if waiting else None)
     finally:
         state.close()
     timings["store plans"] = time.perf_counter() - t0
@@ -178,6 +198,30 @@ def optimize_flow(
         logger.info(
             "plan %d: %s (%s/month)", plan.rank, plan.title, f"${plan.monthly_saving_usd:,.0f}"
         )
+    approval: ApprovalOutcome | None = None
+    if waiting and stored:
+        timeout = (
+            parse_duration(approval_timeout)
+            if approval_timeout
+            else runtime.config.optimize.approval_timeout
+        )
+        t0 = time.perf_counter()
+        approval = await_approval(
+            runtime,
+            result.plans,
+            {s.rank: s.plan_id for s in stored},
+            flow_run_id=run_id,
+            timeout_seconds=timeout,
+            poll_seconds=approval_poll_seconds,
+        )
+        timings["approval wait"] = time.perf_counter() - t0
+        logger.info(
+            "approval: %d approved, %d rejected, %d expired, %d pending",
+            len(approval.approved),
+            len(approval.rejected),
+            len(approval.expired),
+            len(approval.pending),
+        )
     return OptimizeSummary(
         run_id=run_id,
         started_at=started,
@@ -196,6 +240,7 @@ def optimize_flow(
         ],
         notes=notes,
         timings={k: round(v, 3) for k, v in timings.items()},
+        approval=approval,
     )
 
 

@@ -63,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="where the stores are, their schema versions and sizes")
     p.set_defaults(handler=commands.cmd_status)
 
-    from optiinfra.cli import optimize, sandbox, serve
+    from optiinfra.cli import approvals, optimize, sandbox, serve
 
     optimize.add_parser(sub)
+    approvals.add_parser(sub)
     sandbox.add_parser(sub)
     serve.add_parser(sub)
     return parser

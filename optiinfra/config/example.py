@@ -178,11 +178,16 @@ llm:
 #   window                    recent window of serving metrics the agents read
 #   idle_min_observed         engine metrics needed before a deployment is called idle
 #   min_saving_usd_per_month  smallest monthly saving worth proposing
+#   approval                  pause for a person's answer: auto (runs of a deployment),
+#                             wait (every run) or skip (never; plans stay pending)
+#   approval_timeout          how long a paused run waits; no answer counts as rejected
 optimize:
   interval: 1h
   window: 1h
   idle_min_observed: 10m
   min_saving_usd_per_month: 25
+  approval: auto
+  approval_timeout: 24h
 
 # Store URLs. OPTIINFRA_METRICS_URL, OPTIINFRA_STATE_URL and OPTIINFRA_MEMORY_URL take
 # precedence over these; left out, embedded stores under OPTIINFRA_HOME (~/.optiinfra)

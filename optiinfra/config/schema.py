@@ -458,6 +458,18 @@ class OptimizeSettings(_Section):
     min_saving_usd_per_month: float = Field(
         default=25.0, ge=0, description="Smallest monthly saving worth proposing."
     )
+    approval: Literal["auto", "wait", "skip"] = Field(
+        default="auto",
+        description="Whether a run pauses for a person's approval of its plans: 'wait' "
+        "always, 'skip' never (plans stay pending for a later run), 'auto' when the run "
+        "comes from a deployment (scheduled or started through the API/UI), not for "
+        "ad-hoc runs such as `optiinfra optimize --once`.",
+    )
+    approval_timeout: Duration = Field(
+        default=86400.0,
+        description="How long a paused run waits for an answer (24h); no answer by then "
+        "counts as rejected.",
+    )
 
 
 class StoreURLs(_Section):
