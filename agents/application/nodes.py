@@ -7,10 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from agents.application.stats import baselines, detect_regression
+from agents.application.regression import METRIC, compare_latest_configs
+from agents.application.stats import baselines
 from agents.common.state import AgentState
 
-METRIC = "f1"
+__all__ = ["METRIC", "baseline_frame", "detect", "load_context"]
 
 
 def load_context(state: AgentState) -> dict[str, Any]:
@@ -36,33 +37,10 @@ def detect(state: AgentState) -> dict[str, Any]:
     quality = state.context.quality
     if quality.empty:
         return {}
-    notes = list(state.notes)
-    events = quality.copy()
-    events["ts"] = pd.to_datetime(events["ts"], utc=True)
-    for (tenant, deployment), group in events.groupby(["tenant", "deployment"]):
-        order = group.groupby("config_id")["ts"].max().sort_values()
-        if len(order) < 2:
-            continue
-        current, previous = order.index[-1], order.index[-2]
-        policy = state.context.policy(str(tenant))
-        result = detect_regression(
-            group[group["config_id"] == current],
-            group[group["config_id"] == previous],
-            METRIC,
-            threshold=policy.max_quality_drop,
-        )
-        size = (
-            f"; effect size {result.effect_size:+.2f} ({result.effect_size_name}), "
-            f"{'beyond' if result.exceeds_threshold else 'within'} the tenant's "
-            f"{policy.max_quality_drop:.0%} allowance"
-            if result.verdict in ("regression", "improvement")
-            else ""
-        )
-        notes.append(
-            f"{deployment}: quality of configuration {current or '(none)'} against "
-            f"{previous or '(none)'}: {result.verdict} — {result.reason}{size}"
-        )
-    return {"notes": notes}
+    comparisons = compare_latest_configs(
+        quality, lambda tenant: state.context.policy(tenant).max_quality_drop
+    )
+    return {"notes": [*state.notes, *(c.note() for c in comparisons)]}
 
 
 def baseline_frame(state_quality: pd.DataFrame) -> pd.DataFrame:

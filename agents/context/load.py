@@ -9,7 +9,8 @@ Four queries, each grouped in ClickHouse so only small frames reach Python:
 * per deployment and hour over the history window: the request rate summed over
   instances (forecasts and schedules; one metric, a prefix of the ordering key, so a
   small part of the raw rows);
-* quality events of the window.
+* quality events of the quality window (days: a configuration's baseline predates the
+  recent window).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class ContextWindow:
     recent: timedelta = timedelta(hours=1)
     #: Fleet history for commitments (reserved capacity / savings plans).
     history: timedelta = timedelta(days=30)
+    #: Quality events: long enough that the configuration a deployment ran before its
+    #: latest change (its quality baseline, often days old) is still in view.
+    quality: timedelta = timedelta(days=14)
 
 
 _RECENT_SQL = """
@@ -101,12 +105,13 @@ def load_context(
     until = quote_datetime(now)
     since = quote_datetime(now - window.recent)
     history = quote_datetime(now - window.history)
+    quality_since = quote_datetime(now - window.quality)
     with store.hold():
         recent = store.query_df(_RECENT_SQL.format(since=since, until=until))
         inventory = store.query_df(_INVENTORY_SQL.format(since=since, until=until))
         fleet_hours = store.query_df(_FLEET_HOURS_SQL.format(since=history, until=until))
         hourly = store.query_df(_HOURLY_SQL.format(since=history, until=until))
-        quality = store.query_df(_QUALITY_SQL.format(since=since, until=until))
+        quality = store.query_df(_QUALITY_SQL.format(since=quality_since, until=until))
     if inventory.empty:
         inventory = pd.DataFrame(columns=INVENTORY_COLUMNS)
     return FleetContext.from_frames(

@@ -13,6 +13,8 @@ from agents.common.capacity import ReplicaCapacityEstimator
 from agents.common.nodes import deps_of
 from agents.common.proposals import HOURS_PER_MONTH, Delta, Proposal, Risk
 from agents.common.state import AgentState
+from agents.context import FleetContext
+from agents.resource.consolidation import detect_consolidation
 from agents.resource.forecast import ForecastError, forecast_load, holdout_error
 from agents.resource.schedule import ScheduleError, replica_schedule, runway
 
@@ -47,13 +49,22 @@ def _series(hourly: pd.DataFrame, tenant: str, provider: str, name: str) -> pd.S
 
 
 def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    """Schedules (and runway notes) from the hourly history; consolidation of under-used
+    deployments from the recent window (and the history's busiest hour, when there)."""
     context = state.context
-    if context.hourly.empty:
-        return {}
     deps = deps_of(config)
     capacity = ReplicaCapacityEstimator(deps.capacity_model(), context)
-    proposals: list[Proposal] = []
     notes = list(state.notes)
+    proposals = _scheduled(context, capacity, notes) if not context.hourly.empty else []
+    packed, packing_notes = detect_consolidation(context, capacity)
+    return {"proposals": proposals + packed, "notes": notes + packing_notes}
+
+
+def _scheduled(
+    context: FleetContext, capacity: ReplicaCapacityEstimator, notes: list[str]
+) -> list[Proposal]:
+    """Replicas-by-hour proposals for stateless deployments; runway notes into ``notes``."""
+    proposals: list[Proposal] = []
     for deployment, stats in context.deployment_rows():
         name = f"{deployment['provider']}/{deployment['deployment']}"
         series = _series(
@@ -162,7 +173,7 @@ def detect(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
                 ),
             )
         )
-    return {"proposals": proposals, "notes": notes}
+    return proposals
 
 
 def _runway_note(

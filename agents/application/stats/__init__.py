@@ -27,7 +27,7 @@ from agents.application.stats.compare import (
     compare_ab,
     detect_regression,
 )
-from agents.application.stats.evidence import cliffs_delta, cohens_h
+from agents.application.stats.evidence import cliffs_delta, cohens_d, cohens_h
 from agents.application.stats.intervals import (
     mean_interval,
     newcombe_interval,
@@ -56,6 +56,7 @@ __all__ = [
     "baselines",
     "benjamini_hochberg",
     "cliffs_delta",
+    "cohens_d",
     "cohens_h",
     "compare_ab",
     "detect_regression",

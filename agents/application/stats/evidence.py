@@ -19,6 +19,16 @@ Which test, and why:
     expected cell count is below 5 (the usual rule for the χ²/z approximation).
   - F1 and judge scores: the **Mann–Whitney U test** (tie-corrected): F1 is bimodal (a
     mass at 0, a mass at 1), far from the normal a Welch t test leans on at small n.
+* **Unbalanced** (items answered more often on one side than the other — a day of probes
+  before a change against an hour after it; see ``samples.balanced``): the rank and sign
+  tests above compare the *shapes* of per-item scores, and a mean of 20 answers is shaped
+  unlike one answer even when nothing changed. So the means are compared instead:
+  the **paired t test** on per-item differences (paired) or **Welch's t test**
+  (unpaired), each variance floored (``intervals.variance_floor``). Both test a
+  difference of means, which is what a quality drop is, and rely on the central limit
+  theorem over items (scores are bounded, so it holds at the tens of items these
+  comparisons need). Per-item differences here are skewed towards the rare wrong answer,
+  which makes the one-sided "worse" test conservative rather than eager.
 
 Effect sizes (sign: negative = candidate worse):
 
@@ -28,6 +38,10 @@ Effect sizes (sign: negative = candidate worse):
 * F1 and judge: **Cliff's delta** = P(C > B) − P(C < B) (Cliff 1993), the effect size
   that goes with Mann–Whitney: ordinal, bounded in [−1, 1], indifferent to the
   bimodal shape. Rough scale (Romano et al. 2006): 0.147 small, 0.33 medium, 0.474 large.
+  Unbalanced samples: **Cohen's d** (the mean difference over the pooled standard
+  deviation of per-item scores; d_z, over the standard deviation of the per-item
+  differences, when paired), the effect size of the t tests used there — Cliff's delta
+  would again compare shapes. Rough scale (Cohen 1988): 0.2 small, 0.5 medium, 0.8 large.
 """
 
 from __future__ import annotations
@@ -48,6 +62,7 @@ from agents.application.stats.samples import (
     ItemScores,
     Metric,
     SampleLike,
+    balanced,
     is_binary,
     item_scores,
     pair,
@@ -109,6 +124,39 @@ def _wilcoxon(differences: np.ndarray) -> tuple[float, float]:
     p_less = stats.wilcoxon(differences, alternative="less").pvalue
     p_greater = stats.wilcoxon(differences, alternative="greater").pvalue
     return float(p_less), float(p_greater)
+
+
+def _paired_t(differences: np.ndarray) -> tuple[float, float]:
+    """One-sided p-values of the paired t test (H₀: mean difference 0), variance floored."""
+    if not np.any(differences != 0):
+        return 1.0, 1.0
+    n = len(differences)
+    t = float(np.mean(differences)) / math.sqrt(floored_variance(differences) / n)
+    return float(stats.t.cdf(t, n - 1)), float(stats.t.sf(t, n - 1))
+
+
+def _welch_t(candidate: np.ndarray, baseline: np.ndarray) -> tuple[float, float]:
+    """One-sided p-values of Welch's t test (candidate − baseline), variances floored."""
+    if np.ptp(np.concatenate([candidate, baseline])) == 0:
+        return 1.0, 1.0
+    v_c = floored_variance(candidate) / len(candidate)
+    v_b = floored_variance(baseline) / len(baseline)
+    t = (float(np.mean(candidate)) - float(np.mean(baseline))) / math.sqrt(v_c + v_b)
+    df = (v_c + v_b) ** 2 / (v_c**2 / (len(candidate) - 1) + v_b**2 / (len(baseline) - 1))
+    return float(stats.t.cdf(t, df)), float(stats.t.sf(t, df))
+
+
+def cohens_d(candidate: np.ndarray, baseline: np.ndarray, *, paired: bool) -> float:
+    """Cohen's d (candidate − baseline): d_z over the differences' SD when ``paired``, else
+    over the pooled SD; variances floored, so identical scores give a finite value."""
+    if paired:
+        differences = candidate - baseline
+        return float(np.mean(differences)) / math.sqrt(floored_variance(differences))
+    n_c, n_b = len(candidate), len(baseline)
+    pooled = ((n_c - 1) * floored_variance(candidate) + (n_b - 1) * floored_variance(baseline)) / (
+        n_c + n_b - 2
+    )
+    return (float(np.mean(candidate)) - float(np.mean(baseline))) / math.sqrt(pooled)
 
 
 def _proportions(candidate: np.ndarray, baseline: np.ndarray) -> tuple[float, float, str]:
@@ -176,9 +224,13 @@ def gather_evidence(
         return _unusable(metric, reason, c, b, n_pairs)
 
     correlation = math.nan
+    even = balanced(c, b, paired=use_paired)
     if use_paired:
         differences = xc - xb
-        if metric == "exact_match":
+        if not even:
+            p_less, p_greater = _paired_t(differences)
+            test = "paired t test (items answered unequally often)"
+        elif metric == "exact_match":
             p_less, p_greater = _sign_test(differences)
             binary = is_binary(xc) and is_binary(xb)
             test = "McNemar exact test" if binary else "sign test"
@@ -193,7 +245,11 @@ def gather_evidence(
         sample_c, sample_b = xc, xb
     else:
         sample_c, sample_b = c.values, b.values
-        if metric == "exact_match" and is_binary(sample_c) and is_binary(sample_b):
+        if not even:
+            p_less, p_greater = _welch_t(sample_c, sample_b)
+            test = "Welch t test (items answered unequally often)"
+            low, high = welch_interval(sample_b, sample_c, confidence)
+        elif metric == "exact_match" and is_binary(sample_c) and is_binary(sample_b):
             p_less, p_greater, test = _proportions(sample_c, sample_b)
             low, high = newcombe_interval(
                 sample_b.sum(), len(sample_b), sample_c.sum(), len(sample_c), confidence
@@ -208,6 +264,9 @@ def gather_evidence(
     mean_c, mean_b = float(np.mean(sample_c)), float(np.mean(sample_b))
     if metric == "exact_match":
         effect, effect_name = cohens_h(mean_c, mean_b), "Cohen's h"
+    elif not even:
+        effect = cohens_d(sample_c, sample_b, paired=use_paired)
+        effect_name = "Cohen's d_z" if use_paired else "Cohen's d"
     else:
         effect, effect_name = cliffs_delta(sample_c, sample_b), "Cliff's delta"
     return Evidence(
