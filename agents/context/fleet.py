@@ -210,7 +210,9 @@ class FleetContext:
     #: tenant, provider, cloud, region, gpu, gpu_count, market, hour, instances.
     fleet_hours: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Per deployment and hour over the history window: request_rate (summed over
-    #: instances) and instances (resource agent; may be empty).
+    #: instances), instances, and running_mean / waiting_mean (requests running and
+    #: waiting per replica; NaN in hours without engine gauges). Resource agent; may be
+    #: empty.
     hourly: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: Quality events of the window (application agent; may be empty).
     quality: pd.DataFrame = field(default_factory=pd.DataFrame)

@@ -70,18 +70,22 @@ GROUP BY tenant, provider, cloud, region, gpu, gpu_count, market, hour
 """
 
 _HOURLY_SQL = """
-SELECT tenant, provider, deployment, hour, sum(mean) AS request_rate,
-       count() AS instances
+SELECT tenant, provider, deployment, hour,
+       sumIf(mean, metric = 'request_success_per_second') AS request_rate,
+       countIf(metric = 'request_success_per_second') AS instances,
+       avgIf(mean, metric = 'requests_running') AS running_mean,
+       avgIf(mean, metric = 'requests_waiting') AS waiting_mean
 FROM
 (
-    SELECT tenant, provider, deployment, instance, toStartOfHour(ts) AS hour,
+    SELECT tenant, provider, deployment, instance, metric, toStartOfHour(ts) AS hour,
            avg(value) AS mean
     FROM samples
-    WHERE metric = 'request_success_per_second'
+    WHERE metric IN ('request_success_per_second', 'requests_running', 'requests_waiting')
       AND ts >= {since} AND ts <= {until} AND isFinite(value) AND deployment != ''
-    GROUP BY tenant, provider, deployment, instance, hour
+    GROUP BY tenant, provider, deployment, instance, metric, hour
 )
 GROUP BY tenant, provider, deployment, hour
+HAVING instances > 0
 """
 
 _QUALITY_SQL = """

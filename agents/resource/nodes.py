@@ -16,7 +16,13 @@ from agents.common.state import AgentState
 from agents.context import FleetContext
 from agents.resource.consolidation import detect_consolidation
 from agents.resource.forecast import ForecastError, forecast_load, holdout_error
-from agents.resource.schedule import ScheduleError, replica_schedule, runway
+from agents.resource.schedule import (
+    ScheduleError,
+    capacity_from_pressure,
+    replica_schedule,
+    replicas_from_pressure,
+    runway,
+)
 
 AGENT = "resource"
 #: Hours of history before a forecast is made (two days: a daily shape can be seen).
@@ -89,6 +95,12 @@ def _scheduled(
         # the low end of the capacity model's interval, not its central estimate.
         interval = capacity.current_replica_rps_interval(deployment, stats)
         per_replica = float(interval.low) if interval is not None else None
+        # Where the engines' own history says less (queues, full batches), that wins.
+        pressure_rps = _pressure_capacity(context.hourly, deployment, series)
+        if pressure_rps is not None and (per_replica is None or pressure_rps < per_replica):
+            per_replica, basis = pressure_rps, "engine pressure (queue depth, batch occupancy)"
+        else:
+            basis = "capacity model, low end of its interval"
         price = float(deployment["price_per_replica"])
         replicas = int(deployment["replicas"])
         if not per_replica or per_replica <= 0 or math.isnan(price) or replicas < 1:
@@ -120,6 +132,8 @@ def _scheduled(
             "history_hours": int(series.notna().sum()),
             "forecast_method": forecast.method,
             "replica_capacity_rps": per_replica,
+            "replica_capacity_basis": basis,
+            "replica_capacity_rps_from_pressure": pressure_rps,
             "replica_capacity_rps_central": (
                 float(interval.value) if interval is not None else None
             ),
@@ -174,6 +188,30 @@ def _scheduled(
             )
         )
     return proposals
+
+
+def _pressure_capacity(
+    hourly: pd.DataFrame, deployment: dict[str, Any], rate: pd.Series
+) -> float | None:
+    """Requests/s per replica at the target batch occupancy from the deployment's hourly
+    engine gauges (:func:`capacity_from_pressure`), when 48 hours have them."""
+    if "running_mean" not in hourly.columns:
+        return None
+    rows = hourly[
+        (hourly["tenant"] == deployment["tenant"])
+        & (hourly["provider"] == deployment["provider"])
+        & (hourly["deployment"] == deployment["deployment"])
+    ]
+    rows = rows.set_index(pd.to_datetime(rows["hour"], utc=True)).sort_index()
+    rows = rows[rows["running_mean"].notna() & rows["waiting_mean"].notna()]
+    if len(rows) < MIN_HISTORY_HOURS:
+        return None
+    args = deployment.get("engine_args") or {}
+    try:
+        pressure = replicas_from_pressure(rows, int(args.get("max_num_seqs") or 256))
+        return capacity_from_pressure(rate.reindex(rows.index), pressure)
+    except ScheduleError:
+        return None
 
 
 def _runway_note(

@@ -62,3 +62,34 @@ def test_too_little_history_proposes_nothing() -> None:
 def test_no_hourly_history_is_noted() -> None:
     _, notes = get_agent("resource").run(context(_chat()), AgentDeps())
     assert any("no hourly load history" in n for n in notes)
+
+
+def _peak_replicas(proposal) -> int:  # type: ignore[no-untyped-def]
+    config = proposal.change["replicas_by_hour"]
+    return max(config.get("every_day") or config["weekday"])
+
+
+def test_queues_in_the_engines_history_size_the_schedule() -> None:
+    """The same traffic, but the engines queued requests with free batch slots (the KV
+    cache was the limit): their own gauges say a replica serves less than the capacity
+    model thinks, and the schedule keeps more replicas at the peak."""
+    traffic = llm_traffic(4, seed=1, base_rps=3.0, peak_to_trough=6.0)
+    ctx = context(_chat())
+    ctx.hourly = _hourly("chat-8b", traffic)
+    [calm] = [p for p in get_agent("resource").run(ctx, AgentDeps())[0] if p.kind == "autoscaling"]
+    assert calm.evidence["replica_capacity_basis"].startswith("capacity model")
+    assert (
+        calm.evidence["replica_capacity_rps_from_pressure"] > calm.evidence["replica_capacity_rps"]
+    )
+
+    ctx = context(_chat())
+    hourly = _hourly("chat-8b", traffic)
+    busy = hourly["request_rate"] / hourly["request_rate"].max()
+    hourly["running_mean"], hourly["waiting_mean"] = 10.0 * busy, 5.0 * busy
+    ctx.hourly = hourly
+    [queued] = [
+        p for p in get_agent("resource").run(ctx, AgentDeps())[0] if p.kind == "autoscaling"
+    ]
+    assert queued.evidence["replica_capacity_basis"].startswith("engine pressure")
+    assert queued.evidence["replica_capacity_rps"] < calm.evidence["replica_capacity_rps"]
+    assert _peak_replicas(queued) > _peak_replicas(calm)
