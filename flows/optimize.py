@@ -33,11 +33,13 @@ from agents.common.proposals import Proposal
 from agents.context import ContextWindow, FleetContext, load_context
 from agents.coordinator import CoordinatorResult, coordinate, plan_summary
 from agents.cost.thresholds import CostThresholds
+from agents.memory import MemoryRecall, similar_outcome_lines
 from agents.plans import save_result
 from agents.registry import all_agents, get_agent
 from agents.report import render_report
 from flows.approval import ApprovalOutcome, await_approval, should_wait
 from optiinfra.config.schema import parse_duration
+from optiinfra.errors import OptiInfraError
 from optiinfra.runtime import Runtime, load_runtime
 
 
@@ -126,7 +128,19 @@ def build_deps(runtime: Runtime, *, use_llm: bool) -> AgentDeps:
         explainer = build_explainer(
             runtime.config.llm, cache_dir=runtime.settings.home / "llm-cache"
         )
-    return AgentDeps(explainer=explainer, extra={"cost_thresholds": thresholds})
+    extra: dict[str, Any] = {"cost_thresholds": thresholds}
+    return AgentDeps(explainer=explainer, recall=memory_recall(runtime, extra), extra=extra)
+
+
+def memory_recall(runtime: Runtime, extra: dict[str, Any]) -> MemoryRecall | None:
+    """Recall backed by the runtime's decision memory (a picklable callable: agents may
+    run in worker processes, each opening the memory briefly). Memory is advisory: when
+    it cannot be opened the run goes on without it, saying why in ``extra``."""
+    try:
+        return MemoryRecall.for_runtime(runtime)
+    except OptiInfraError as exc:
+        extra["memory_unavailable"] = f"decision memory not used: {exc.message}"
+        return None
 
 
 @flow(name="optimize", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=4))
@@ -165,6 +179,8 @@ def optimize_flow(
             pool.shutdown(cancel_futures=True)
     proposals = [p for r in runs for p in r.proposals]
     notes = list(context.notes) + [f"[{r.agent}] {n}" for r in runs for n in r.notes]
+    if "memory_unavailable" in deps.extra:
+        notes.append(deps.extra["memory_unavailable"])
     for r in runs:
         timings[f"agent {r.agent}"] = r.seconds
     t0 = time.perf_counter()
@@ -213,6 +229,9 @@ def optimize_flow(
             flow_run_id=run_id,
             timeout_seconds=timeout,
             poll_seconds=approval_poll_seconds,
+            similar_outcomes=similar_outcome_lines(
+                result.plans, {s.rank: s.plan_id for s in stored}
+            ),
         )
         timings["approval wait"] = time.perf_counter() - t0
         logger.info(

@@ -11,7 +11,6 @@ from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
 
-from agents.common.proposals import Proposal
 from agents.common.state import AgentState
 
 
@@ -28,20 +27,16 @@ def route_after_detect(state: AgentState) -> Literal["recall", "emit"]:
 
 
 def recall(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
-    """Attach the nearest past decisions of the same kind to each proposal."""
+    """Give each proposal its decision features, recall similar past outcomes, and let
+    them adjust confidence, expected saving and first rollout step — or drop a change
+    that keeps being rolled back (:mod:`agents.memory`)."""
     deps = deps_of(config)
     if deps.recall is None:
         return {}
-    updated: list[Proposal] = []
-    notes: list[str] = []
-    for proposal in state.proposals:
-        try:
-            found = deps.recall(proposal)
-        except Exception as exc:  # memory is advisory: never lose a proposal over it
-            notes.append(f"memory recall failed for {proposal.target}: {exc}")
-            found = []
-        updated.append(proposal.model_copy(update={"recalled": found}))
-    return {"proposals": updated, "notes": state.notes + notes}
+    from agents.memory.recall import recall_and_adjust
+
+    proposals, notes = recall_and_adjust(state.proposals, state.context, deps.recall)
+    return {"proposals": proposals, "notes": state.notes + notes}
 
 
 def explain(state: AgentState, config: RunnableConfig) -> dict[str, Any]:

@@ -38,8 +38,8 @@ from qdrant_client import QdrantClient, models
 from optiinfra.errors import StoreBusyError, StoreError
 from optiinfra.store.locking import InterProcessLock
 
-#: Length of a decision-context vector. Provisional: the features that make up a
-#: decision vector are designed in a later issue; changing this number later means a new
+#: Length of a decision-context vector: the layout is ``agents/memory/features.py``
+#: (58 values used, 6 reserved; docs/learning.md). Changing this number means a new
 #: collection, because an existing one is never recreated (see ensure_collection).
 DECISION_VECTOR_SIZE = 64
 
