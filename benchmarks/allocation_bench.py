@@ -36,7 +36,6 @@ import argparse
 import json
 import math
 import random
-import shlex
 import statistics
 import sys
 import time
@@ -47,7 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.cost.allocation import Allocation, Demand, GpuOption, solve_allocation
-from benchmarks.machine import machine
+from benchmarks.machine import machine, reproduce_command
 from optiinfra.catalog import gpu_spec, model_specs, price_table
 from optiinfra.catalog._tables import CatalogError
 
@@ -314,7 +313,7 @@ def main() -> None:
     parser.add_argument("--rel-gap", type=float, default=0.0, help="solve_allocation(rel_gap=)")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args()
-    command = shlex.join([".venv/bin/python", "benchmarks/allocation_bench.py", *sys.argv[1:]])
+    command = reproduce_command("allocation_bench.py")
     instances = []
     for seed in range(args.seed, args.seed + args.instances):
         instance = one_instance(args, seed)

@@ -40,7 +40,6 @@ import argparse
 import json
 import math
 import random
-import shlex
 import statistics
 import sys
 import time
@@ -57,6 +56,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.application.canary import CanaryReport, CanaryThresholds, analyse_canary
+from benchmarks.machine import reproduce_command
 from optiinfra.config.schema import ProviderConfig, QualitySettings
 from optiinfra.models import QualityEvent, Sample
 from optiinfra.sandbox.quality import QAItem, QualityConfig, QualityModel, error_probability
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
-        help=f"comma-separated of {', '.join(SCENARIOS)}",
+        help="comma-separated of " + ", ".join(SCENARIOS).replace("%", "%%"),
     )
     parser.add_argument("--json", type=Path, default=None, help="also write figures here")
     args = parser.parse_args(argv)
@@ -326,10 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         "failed = rolled back at the first step (healthy: a false rollback); targets: "
         ">= 99% of 20% drops failed, <= 2% of healthy failed"
     )
-    command = "python benchmarks/canary_bench.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    print(f"{seconds:.1f} s; reproduce with: .venv/bin/{command.strip()}")
+    command = reproduce_command("canary_bench.py", argv)
+    print(f"{seconds:.1f} s; reproduce with: {command}")
     if args.json is not None:
         args.json.write_text(json.dumps({"step": step, "seeds": args.seeds,
                                          "scenarios": figures}, indent=2))  # fmt: skip

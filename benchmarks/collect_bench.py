@@ -50,7 +50,6 @@ import io
 import json
 import os
 import pstats
-import shlex
 import shutil
 import subprocess
 import sys
@@ -70,7 +69,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import machine as common_machine  # noqa: E402
-from benchmarks.machine import profile_area  # noqa: E402
+from benchmarks.machine import profile_area, reproduce_command  # noqa: E402
 from tests.e2e.prometheus_server import free_port, scrape_config  # noqa: E402
 
 MODEL = "meta-llama/Llama-3.2-1B"
@@ -648,9 +647,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    command = " ".join(
-        [".venv/bin/python benchmarks/collect_bench.py", *map(shlex.quote, sys.argv[1:])]
-    )
+    command = reproduce_command("collect_bench.py")
     results: dict[str, Any] = {
         "command": command,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

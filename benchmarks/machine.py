@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
+import sys
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,13 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
     }
+
+
+def reproduce_command(script: str, argv: Sequence[str] | None = None) -> str:
+    """The shell command that runs ``script`` (a file in benchmarks/) again with the
+    same arguments (``argv``, default this process's)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return shlex.join([".venv/bin/python", f"benchmarks/{script}", *args])
 
 
 def profile_area(filename: str) -> str:

@@ -48,7 +48,6 @@ import io
 import json
 import os
 import pstats
-import shlex
 import shutil
 import statistics
 import sys
@@ -70,7 +69,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from benchmarks.machine import machine, profile_area  # noqa: E402
+from benchmarks.machine import machine, profile_area, reproduce_command  # noqa: E402
 from optiinfra.catalog.prices import quote  # noqa: E402
 from optiinfra.models import Instance, QualityEvent, Sample  # noqa: E402
 
@@ -987,9 +986,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.coarse_minutes < 1 or args.runs < 1:
         parser.error("--coarse-minutes and --runs must be at least 1")
 
-    command = " ".join(
-        [".venv/bin/python benchmarks/optimize_bench.py", *map(shlex.quote, sys.argv[1:])]
-    )
+    command = reproduce_command("optimize_bench.py")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="optiinfra-optimize-bench-"))
     home = workdir / "home"
     if (home / "metrics").exists():

@@ -40,7 +40,6 @@ import argparse
 import json
 import math
 import random
-import shlex
 import statistics
 import sys
 import time
@@ -57,6 +56,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.application.regression import ConfigComparison, compare_latest_configs
+from benchmarks.machine import reproduce_command
 from optiinfra.config.schema import Policy
 from optiinfra.models import QualityEvent
 from optiinfra.sandbox.quality import QualityConfig, QualityModel, bundled_items
@@ -277,10 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         "flagged = verdict 'regression' (for healthy: the false-alarm rate; '95% upper' is "
         "its Wilson bound); beyond = also a drop of at least the allowance"
     )
-    command = "python benchmarks/quality_regression_bench.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
-    print(f"{seconds:.1f} s; reproduce with: .venv/bin/{command.strip()}")
+    command = reproduce_command("quality_regression_bench.py", argv)
+    print(f"{seconds:.1f} s; reproduce with: {command}")
     if args.json is not None:
         args.json.write_text(json.dumps({"periods": periods, "seeds": args.seeds,
                                          "changes": figures}, indent=2))  # fmt: skip

@@ -51,7 +51,6 @@ import json
 import os
 import pstats
 import resource
-import shlex
 import subprocess
 import sys
 import time
@@ -66,7 +65,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import machine as common_machine
-from benchmarks.machine import profile_area
+from benchmarks.machine import profile_area, reproduce_command
 from optiinfra.sandbox.fleet import Fleet
 from optiinfra.sandbox.load import LoadGenerator, schedule
 from optiinfra.sandbox.spec import DeploymentSpec, EngineArgs, FleetSpec, LoadSpec, SandboxSettings
@@ -748,9 +747,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(sys.argv) == 3 and sys.argv[1] == "--worker":
         return run_worker(sys.argv[2])
     args = parse_args(argv)
-    command = " ".join(
-        [".venv/bin/python benchmarks/sandbox_bench.py", *map(shlex.quote, sys.argv[1:])]
-    )
+    command = reproduce_command("sandbox_bench.py")
     results: dict[str, Any] = {
         "command": command,
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

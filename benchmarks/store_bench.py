@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
 import statistics
 import sys
@@ -40,6 +39,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import reproduce_command
 from optiinfra.store.timeseries import open_timeseries
 
 MINUTES_PER_DAY = 1440
@@ -349,9 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.days <= 30:
         parser.error("--days must be between 1 and 30 (the summary covers 30 days)")
 
-    command = " ".join(
-        [".venv/bin/python benchmarks/store_bench.py", *map(shlex.quote, sys.argv[1:])]
-    )
+    command = reproduce_command("store_bench.py")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="optiinfra-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
