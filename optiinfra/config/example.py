@@ -44,6 +44,7 @@ tenants:
 #   labels          extra labels added to every sample
 #   options         adapter-specific settings, checked by that adapter
 #   quality         kind quality only: golden-set probes, sampled interactions, judge
+#   actuator        how approved changes are applied here (docs/actuators.md)
 providers:
   # This machine: CPU and memory through psutil, every NVIDIA GPU through NVML.
   - name: local
@@ -72,6 +73,9 @@ providers:
   #   labels:
   #     environment: production
   #   options: {}
+  #   actuator:                 # where approved plans are rolled out (docs/rollout.md)
+  #     kind: kubernetes
+  #     options: {namespace: inference, container: vllm}
   #
   # AWS: Cost Explorer, EC2 spot prices and inventory. Credentials by variable name.
   # - name: aws-prod

@@ -313,6 +313,24 @@ class QualitySettings(_Section):
         return self
 
 
+class ActuatorSection(_Section):
+    """How changes are applied at a provider (``actuator:`` of a provider entry).
+
+    The kinds and their options are the actuators' own (docs/actuators.md); they are
+    checked when the rollout builds the actuator, since ``optiinfra`` may not import
+    ``providers``. A ``sandbox`` provider without this section gets the sandbox actuator
+    on its own ``control_url``."""
+
+    kind: str = Field(min_length=1, description="Actuator kind: sandbox, kubernetes, webhook.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Kind-specific settings (docs/actuators.md)."
+    )
+    credentials: dict[str, EnvVarName] = Field(
+        default_factory=dict,
+        description="Credential name → environment variable that holds it (never the value).",
+    )
+
+
 class ProviderConfig(_Section):
     """One source of data (and, later, one place changes are applied)."""
 
@@ -356,6 +374,11 @@ class ProviderConfig(_Section):
         default=None,
         description="Only for kind quality: golden-set probes, sampled interactions and the "
         "judge (docs/quality.md).",
+    )
+    actuator: ActuatorSection | None = Field(
+        default=None,
+        description="How approved changes are applied here (docs/actuators.md); a sandbox "
+        "provider defaults to the sandbox actuator on its control_url.",
     )
 
 

@@ -252,6 +252,14 @@ class Rollout(StateTable, table=True):
     finished_at: datetime | None = _ts(nullable=True, default=False)
     created_at: datetime = _ts()
     updated_at: datetime = _ts(onupdate=True)
+    #: What is applied where: {"target": {...}, "change": {...}, "provider": "..."}.
+    spec: dict[str, Any] = _json()
+    #: The actuator's snapshot before the first step (``Baseline`` as JSON): all a new
+    #: process needs to revert this rollout.
+    baseline: dict[str, Any] = _json()
+    #: The Prefect flow run driving it, and ``host:pid`` of its process (for recovery).
+    flow_run_id: str | None = _text(nullable=True, default=None)
+    owner: str = _text()
 
 
 class RolloutStep(StateTable, table=True):
