@@ -18,13 +18,18 @@ from prefect.deployments.runner import RunnerDeployment
 
 from deployments.collect import collect_deployments
 from deployments.optimize import optimize_deployments
+from deployments.rollout import rollout_deployments
 from optiinfra.config import OptiInfraConfig
 
 #: (configuration, config_path=…) → that flow's deployments.
 DeploymentBuilder = Callable[..., list[RunnerDeployment]]
 
 #: Every flow's deployment builder, in the order they are listed when served.
-BUILDERS: tuple[DeploymentBuilder, ...] = (collect_deployments, optimize_deployments)
+BUILDERS: tuple[DeploymentBuilder, ...] = (
+    collect_deployments,
+    optimize_deployments,
+    rollout_deployments,
+)
 
 
 def build_deployments(

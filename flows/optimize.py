@@ -61,6 +61,9 @@ class OptimizeSummary(BaseModel):
     discarded: list[dict[str, Any]]
     notes: list[str]
     timings: dict[str, float]
+    rollouts: dict[str, str] = Field(
+        default_factory=dict, description="Approved plan id -> the rollout flow run started."
+    )
     approval: ApprovalOutcome | None = Field(
         default=None, description="The approval step's result; None when the run did not wait."
     )
@@ -152,6 +155,7 @@ def optimize_flow(
     wait_for_approval: bool | None = None,
     approval_timeout: str | None = None,
     approval_poll_seconds: int = 10,
+    start_rollouts: bool | None = None,
 ) -> OptimizeSummary:
     """Analyse the fleet over the last ``window`` (default: ``optimize.window`` of
     providers.yaml, 1h), store ranked plans, and wait for a person's answer on them.
@@ -159,7 +163,9 @@ def optimize_flow(
     ``wait_for_approval`` overrides ``optimize.approval`` (None: the configuration;
     ``auto`` waits only in runs of a deployment). ``approval_timeout`` (e.g. ``30m``)
     overrides ``optimize.approval_timeout``; ``approval_poll_seconds`` is how soon an
-    answer is seen."""
+    answer is seen. ``start_rollouts``: start a run of the ``rollout`` deployment for
+    each approved plan (None: only when this run is itself a deployment's, i.e. served
+    by ``optiinfra serve``, where the rollout deployment is served beside it)."""
     logger = get_run_logger()
     started = datetime.now(UTC)
     runtime = load_runtime(config_path)
@@ -241,6 +247,9 @@ def optimize_flow(
             len(approval.expired),
             len(approval.pending),
         )
+    rollouts: dict[str, str] = {}
+    if approval is not None and approval.approved and _starts_rollouts(start_rollouts):
+        rollouts = _start_rollouts(approval.approved, config_path, notes)
     return OptimizeSummary(
         run_id=run_id,
         started_at=started,
@@ -260,7 +269,46 @@ def optimize_flow(
         notes=notes,
         timings={k: round(v, 3) for k, v in timings.items()},
         approval=approval,
+        rollouts=rollouts,
     )
+
+
+def _starts_rollouts(start_rollouts: bool | None) -> bool:
+    if start_rollouts is not None:
+        return start_rollouts
+    try:
+        flow_run = get_run_context().flow_run  # type: ignore[union-attr]
+    except Exception:
+        return False
+    return flow_run is not None and flow_run.deployment_id is not None
+
+
+def _start_rollouts(
+    plan_ids: list[str], config_path: str | None, notes: list[str]
+) -> dict[str, str]:
+    """A run of the ``rollout/rollout`` deployment per approved plan, not waited for;
+    plan id -> flow run id. A plan whose run cannot be started is noted: it stays
+    approved and ``optiinfra rollout PLAN_ID`` (or the UI) starts it later."""
+    from prefect.deployments import run_deployment
+
+    started: dict[str, str] = {}
+    for plan_id in plan_ids:
+        try:
+            run = run_deployment(
+                name="rollout/rollout",
+                parameters={"plan_id": plan_id, "config_path": config_path},
+                timeout=0,
+                as_subflow=False,
+            )
+        except Exception as exc:  # the deployment is not served, or the API is down
+            notes.append(
+                f"rollout of approved plan {plan_id} not started ({exc}); start it with "
+                f"`optiinfra rollout {plan_id}`"
+            )
+            continue
+        started[plan_id] = str(run.id)
+        get_run_logger().info("rollout of plan %s started: flow run %s", plan_id, run.id)
+    return started
 
 
 def _run_id() -> str:

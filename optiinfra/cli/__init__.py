@@ -63,10 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="where the stores are, their schema versions and sizes")
     p.set_defaults(handler=commands.cmd_status)
 
-    from optiinfra.cli import approvals, optimize, sandbox, serve
+    from optiinfra.cli import approvals, optimize, rollout, sandbox, serve
 
     optimize.add_parser(sub)
     approvals.add_parser(sub)
+    rollout.add_parser(sub)
     sandbox.add_parser(sub)
     serve.add_parser(sub)
     return parser

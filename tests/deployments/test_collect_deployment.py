@@ -76,12 +76,14 @@ def test_serve_gets_every_flows_deployments() -> None:
     assert [(d.flow_name, d.name) for d in served] == [
         ("collect", "collect"),
         ("optimize", "optimize"),
+        ("rollout", "rollout"),
+        ("rollback", "rollback"),
     ]
     assert all(d.parameters["config_path"] == "/p.yaml" for d in served)
 
 
 def test_optimize_runs_at_its_own_interval() -> None:
     config = OptiInfraConfig(optimize={"interval": "2h", "window": "30m"})
-    [_, optimize] = build_deployments(config)
+    optimize = build_deployments(config)[1]
     assert optimize.schedules[0].schedule.interval == timedelta(hours=2)
     assert "every 2h over the last 30m" in optimize.description

@@ -75,7 +75,7 @@ deployments:
     note: "rolled out to by tests/e2e/test_rollout_sandbox.py"
 """
 #: Short bakes: the collections at each end of a bake are the real wait.
-FAST = {"bake_seconds": 1.0, "max_bake_rounds": 2}
+FAST = {"bake_seconds": 1.0, "max_bake_rounds": 2, "collections_per_bake": 1}
 
 
 # ---------------------------------------------------------------- set-up
@@ -344,7 +344,7 @@ def test_a_rollout_killed_between_steps_is_resumed_by_the_next_run(
         script = (
             "import sys\nfrom flows.rollout import rollout_flow\n"
             f"rollout_flow(plan_id={plan_id!r}, config_path={config!r}, "
-            f"bake_seconds=1.0, max_bake_rounds=2)\n"
+            f"bake_seconds=1.0, max_bake_rounds=2, collections_per_bake=1)\n"
         )
         env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
         child = subprocess.Popen(

@@ -25,7 +25,7 @@ from sqlmodel import col, select
 from flows.optimize import OptimizeSummary, optimize_flow
 from optiinfra.models import Instance, Sample
 from optiinfra.runtime import load_runtime
-from optiinfra.store.state import Plan
+from optiinfra.store.state import Plan, PlanStatus
 
 #: Engine metrics that say "nobody is calling": all zero.
 _IDLE_METRICS = (
@@ -168,7 +168,12 @@ def _waiting_run(config_path: str) -> str | None:
     state = load_runtime(config_path).open_state()
     try:
         with state.session(readonly=True) as session:
-            plan = session.exec(select(Plan).where(col(Plan.flow_run_id).is_not(None))).first()
+            plan = session.exec(
+                select(Plan)
+                .where(col(Plan.flow_run_id).is_not(None))
+                .where(Plan.status == PlanStatus.PENDING_APPROVAL)
+                .order_by(col(Plan.created_at).desc())
+            ).first()
         return plan.flow_run_id if plan else None
     finally:
         state.close()

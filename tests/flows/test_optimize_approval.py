@@ -203,3 +203,41 @@ def test_a_run_of_a_deployment_waits_by_default(prefect_harness: None, config: s
     assert summary.approval is not None
     assert sorted(summary.approval.rejected) == sorted(summary.plan_ids)
     assert {p.status for p in _plans(config).values()} == {PlanStatus.REJECTED}
+
+
+def test_approved_plans_start_runs_of_the_rollout_deployment(
+    prefect_harness: None, config: str
+) -> None:
+    """The served loop: a deployment run of optimize starts one rollout run per approved
+    plan (not waited for); without a served rollout deployment the plan stays approved
+    and the run says how to start it."""
+    from prefect import get_client
+
+    from flows.rollout import rollout_flow
+
+    run = BackgroundOptimize(config, wait_for_approval=True, approval_poll_seconds=1,
+                             start_rollouts=True).start()  # fmt: skip
+    paused = run.wait_paused()
+    plans = sorted(_plans(config))
+    resume_flow_run(paused.run_id, run_input={"decision": "reject", "reviewer": "bob",
+                                              "plans": [plans[1]]})  # fmt: skip
+    paused = run.wait_paused(pause=2)
+    resume_flow_run(paused.run_id, run_input={"decision": "approve", "reviewer": "bob"})
+    summary = run.join()
+    assert summary.approved_plan_ids == [plans[0]]
+    assert summary.rollouts == {}
+    assert any(f"optiinfra rollout {plans[0]}" in n for n in summary.notes)
+
+    rollout_flow.to_deployment(name="rollout").apply()
+    seed_idle(config, ("idle-c",))  # a new plan to answer
+    again = BackgroundOptimize(config, wait_for_approval=True, approval_poll_seconds=1,
+                               start_rollouts=True).start()  # fmt: skip
+    paused = again.wait_paused()
+    resume_flow_run(paused.run_id, run_input={"decision": "approve", "reviewer": "bob"})
+    summary = again.join()
+    assert summary.approved_plan_ids and set(summary.rollouts) == set(summary.approved_plan_ids)
+    with get_client(sync_client=True) as client:
+        for plan_id, flow_run_id in summary.rollouts.items():
+            flow_run = client.read_flow_run(flow_run_id)
+            assert flow_run.parameters["plan_id"] == plan_id
+            assert flow_run.deployment_id is not None
