@@ -7,6 +7,7 @@ seeded into the embedded store give it two plans to ask about.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -212,9 +213,13 @@ def test_approved_plans_start_runs_of_the_rollout_deployment(
     plan (not waited for); without a served rollout deployment the plan stays approved
     and the run says how to start it."""
     from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
 
     from flows.rollout import rollout_flow
 
+    # the harness server is shared by the session: no rollout deployment to start with
+    with get_client(sync_client=True) as client, contextlib.suppress(ObjectNotFound):
+        client.delete_deployment(client.read_deployment_by_name("rollout/rollout").id)
     run = BackgroundOptimize(config, wait_for_approval=True, approval_poll_seconds=1,
                              start_rollouts=True).start()  # fmt: skip
     paused = run.wait_paused()
