@@ -37,7 +37,7 @@ from optiinfra.sandbox.quality import QualityModel
 from optiinfra.sandbox.server import SANDBOX_NOTICE, ServerIdentity, SimServer
 from optiinfra.sandbox.spec import DeploymentSpec, FleetSpec
 
-BUNDLED_FLEETS = ("default", "healthy", "diurnal", "quality")
+BUNDLED_FLEETS = ("default", "healthy", "diurnal", "quality", "fragile")
 
 
 class LoadStats:

@@ -8,7 +8,7 @@ one; any other prompt gets filler text (``answer`` returns None).
 
 Degradation model (the probability that one answer is wrong)::
 
-    p = min(0.95, base(params_b) + scale(params_b) * (q_penalty + kv_penalty))
+    p = min(0.95, base(params_b) + scale(params_b) * s * (q_penalty + kv_penalty))
     scale(params_b) = clamp(sqrt(8 / params_b), 0.5, 2.0)
 
 ``params_b`` is the model's total parameter count in billions
@@ -20,7 +20,12 @@ log(params_b) between these anchors and is flat outside them:
     base        0.30  0.18  0.10  0.08  0.04
     ==========  ====  ====  ====  ====  ====
 
-Penalties, in probability points at 8B (``scale`` = 1):
+``s`` is the deployment's ``quantization_sensitivity``: 1 (the default) keeps the
+published figures below; a fleet raises it to plant "this model breaks under
+quantization" for a test (``fleets/fragile.yaml``). It is a planted fault, not a
+published figure.
+
+Penalties, in probability points at 8B (``scale`` = 1, ``s`` = 1):
 
     =================  ======  ======  ======  ======
     quantization       none    fp8     int8    int4
@@ -148,13 +153,20 @@ class QualityConfig:
     model: str
     quantization: Quantization = "none"
     kv_cache_dtype: KvCacheDtype = "auto"
+    #: Multiplies the quantization and KV-cache penalties (a planted fault when > 1).
+    sensitivity: float = 1.0
 
     @classmethod
     def of(cls, deployment: DeploymentSpec | QualityConfig) -> QualityConfig:
         if isinstance(deployment, QualityConfig):
             return deployment
         args = deployment.engine_args
-        return cls(deployment.model, args.quantization, args.kv_cache_dtype)
+        return cls(
+            deployment.model,
+            args.quantization,
+            args.kv_cache_dtype,
+            deployment.quantization_sensitivity,
+        )
 
 
 def base_error(params_b: float) -> float:
@@ -189,7 +201,12 @@ def error_probability(config: QualityConfig) -> float:
             f"known: {', '.join(KV_CACHE_PENALTY)}"
         )
     params_b = model_spec(config.model).params_b
+    if not (math.isfinite(config.sensitivity) and config.sensitivity >= 0):
+        raise QualityError(
+            f"quantization_sensitivity must be a finite number ≥ 0; got {config.sensitivity!r}"
+        )
     penalty = QUANTIZATION_PENALTY[config.quantization] + KV_CACHE_PENALTY[config.kv_cache_dtype]
+    penalty *= config.sensitivity
     return min(MAX_ERROR, base_error(params_b) + size_scale(params_b) * penalty)
 
 

@@ -170,6 +170,15 @@ class DeploymentSpec(_Strict):
     engine_args: EngineArgs = Field(default_factory=EngineArgs)
     load: LoadSpec = Field(default_factory=LoadSpec)
     note: str = Field("", description="What this deployment is for (e.g. a planted problem).")
+    quantization_sensitivity: float = Field(
+        1.0,
+        ge=0,
+        le=1000,
+        description="Planted fault, for tests: multiplies the answer-quality penalties of "
+        "weight quantization and an FP8 KV cache (optiinfra/sandbox/quality.py); 1 follows "
+        "the published figures, 0 makes quantization free, 100 makes FP8 break answers. "
+        "Agents never see it.",
+    )
 
 
 class SandboxSettings(_Strict):
