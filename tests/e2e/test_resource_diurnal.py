@@ -58,6 +58,10 @@ def _config(tmp_path: Path, port: int) -> str:
         f"    options: {{control_url: 'http://127.0.0.1:{port}'}}\n"
         f"slos:\n  - {{deployment: chat-8b, ttft_p95_seconds: {TTFT_P95_S}, "
         f"itl_p95_seconds: {ITL_P95_S}}}\n"
+        # The coordinator does not stack a schedule with a spot move yet: the larger
+        # saving wins (spot, at some hours). This tenant keeps on-demand, so the plan
+        # under test is the schedule whatever the hour the test runs at.
+        "policies:\n  - {forbidden_changes: [spot_migration]}\n"
         "optimize: {idle_min_observed: 30s}\n"
     )
     return str(path)
