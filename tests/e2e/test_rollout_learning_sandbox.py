@@ -22,7 +22,6 @@ One run of the loop:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ from flows.optimize import OptimizeSummary, optimize_flow
 from flows.rollout import rollout_flow
 from optiinfra.runtime import load_runtime
 from optiinfra.sandbox.fleet import load_fleet
-from optiinfra.sandbox.quality import bundled_items
 from optiinfra.store.state import (
     Outcome,
     Plan,
@@ -50,6 +48,7 @@ from optiinfra.store.state import (
     RolloutStep,
     StepState,
 )
+from tests.e2e.probed_sandbox import probed_config, server_urls
 from tests.e2e.sandbox_thread import SandboxThread, sandbox_thread
 from tests.flows.idle_fleet import BackgroundOptimize
 
@@ -67,50 +66,20 @@ FAST = {"bake_seconds": 1.0, "max_bake_rounds": 2, "collections_per_bake": 1}
 
 
 def _servers(sandbox: SandboxThread) -> dict[str, str]:
-    fleet = sandbox.fleet
-    assert fleet is not None
-    return {s.name: sandbox.call(lambda s=s: fleet.endpoint(s)) for s in fleet.servers[DEPLOYMENT]}
+    return server_urls(sandbox, DEPLOYMENT)
 
 
 def _config(tmp_path: Path, sandbox: SandboxThread) -> str:
-    """providers.yaml: the sandbox, one quality provider per server (the whole golden
-    set, one probe at a time, so each server's answers are the same on every run), and
-    the tenant's tight inter-token SLO."""
-    assert sandbox.fleet is not None
-    golden = tmp_path / "golden.jsonl"
-    rows = [
-        {"id": q.id, "prompt": q.question, "reference": q.answer, "aliases": list(q.aliases)}
-        for q in bundled_items()
-    ]
-    golden.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    lines = [
-        "version: 1",
-        "providers:",
-        "  - name: sandbox",
-        "    kind: sandbox",
-        "    interval: 20s",
-        f"    options: {{control_url: 'http://127.0.0.1:{sandbox.fleet.control.port}'}}",
-    ]
-    for name, url in _servers(sandbox).items():
-        lines += [
-            f"  - name: quality-{name}",
-            "    kind: quality",
-            "    timeout: 120s",
-            "    quality:",
-            f"      golden_set: {golden}",
-            f"      probes_per_run: {len(bundled_items())}",
-            "      concurrency: 1",
-            "      targets:",
-            f"        - {{deployment: {DEPLOYMENT}, base_url: '{url}/v1', model: {MODEL}}}",
-        ]
-    lines += [
-        "slos:",
-        f"  - {{tenant: default, deployment: {DEPLOYMENT}, itl_p95_seconds: 0.005}}",
-        "optimize: {idle_min_observed: 5s}",
-    ]
-    path = tmp_path / "providers.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
+    """providers.yaml: the sandbox, one quality provider per server, and the tenant's
+    tight inter-token SLO."""
+    return probed_config(
+        tmp_path, sandbox, DEPLOYMENT, MODEL,
+        more_lines=[
+            "slos:",
+            f"  - {{tenant: default, deployment: {DEPLOYMENT}, itl_p95_seconds: 0.005}}",
+            "optimize: {idle_min_observed: 5s}",
+        ],
+    )  # fmt: skip
 
 
 def _configs(sandbox: SandboxThread) -> dict[str, dict[str, Any]]:

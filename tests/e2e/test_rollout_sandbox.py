@@ -16,7 +16,6 @@ canary's power rule asks before it passes a step at the default 10 % allowance.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -35,7 +34,6 @@ from flows.rollout import rollout_flow
 from optiinfra.approvals import record_decision, record_timeout
 from optiinfra.runtime import load_runtime
 from optiinfra.sandbox.fleet import load_fleet
-from optiinfra.sandbox.quality import bundled_items
 from optiinfra.store.state import (
     Outcome,
     Plan,
@@ -50,6 +48,7 @@ from optiinfra.store.state import (
     StepState,
     Tenant,
 )
+from tests.e2e.probed_sandbox import probed_config, server_urls
 from tests.e2e.sandbox_thread import SandboxThread, sandbox_thread
 from tests.flows.idle_fleet import BackgroundOptimize
 
@@ -88,43 +87,16 @@ def _fleet(tmp_path: Path) -> Any:
 
 
 def _servers(sandbox: SandboxThread) -> dict[str, str]:
-    fleet = sandbox.fleet
-    assert fleet is not None
-    return {s.name: sandbox.call(lambda s=s: fleet.endpoint(s)) for s in fleet.servers[DEPLOYMENT]}
+    return server_urls(sandbox, DEPLOYMENT)
 
 
 def _config(tmp_path: Path, sandbox: SandboxThread, *, extra: str = "") -> str:
-    assert sandbox.fleet is not None
-    golden = tmp_path / "golden.jsonl"
-    rows = [
-        {"id": q.id, "prompt": q.question, "reference": q.answer, "aliases": list(q.aliases)}
-        for q in bundled_items()
-    ]
-    golden.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    lines = [
-        "version: 1",
-        "providers:",
-        "  - name: sandbox",
-        "    kind: sandbox",
-        "    interval: 20s",
-        f"    options: {{control_url: 'http://127.0.0.1:{sandbox.fleet.control.port}'}}",
-    ]
-    for name, url in _servers(sandbox).items():
-        lines += [
-            f"  - name: quality-{name}",
-            "    kind: quality",
-            "    timeout: 120s",
-            "    quality:",
-            f"      golden_set: {golden}",
-            f"      probes_per_run: {len(bundled_items())}",
-            "      concurrency: 1",
-            "      targets:",
-            f"        - {{deployment: {DEPLOYMENT}, base_url: '{url}/v1', model: {MODEL}}}",
-        ]
-    lines.append("optimize: {idle_min_observed: 5s}")
-    path = tmp_path / "providers.yaml"
-    path.write_text("\n".join(lines) + "\n" + extra)
-    return str(path)
+    path = probed_config(
+        tmp_path, sandbox, DEPLOYMENT, MODEL, more_lines=["optimize: {idle_min_observed: 5s}"]
+    )
+    if extra:
+        Path(path).write_text(Path(path).read_text() + extra)
+    return path
 
 
 def _configs(sandbox: SandboxThread) -> dict[str, dict[str, Any]]:
